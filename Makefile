@@ -1,0 +1,49 @@
+# dldna-lite: `make book` builds the HTML book, `make test` runs the tests. Both do the whole set-up first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CACHE := $(or $(DLDNA_CACHE_DIR),$(HOME)/.cache/dldna_lite)
+DATA := $(CACHE)/fashion_mnist_test.npz
+PORT ?= 8000
+
+.PHONY: setup data book test serve sync lock benchmarks clean
+.DEFAULT_GOAL := book
+
+setup: $(STAMP) $(DATA)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+$(DATA): | $(STAMP)
+	bash scripts/get-data.sh $(BIN)/python
+
+data: $(DATA)
+
+book: setup
+	DLDNA_PROFILE=$${DLDNA_PROFILE:-cpu} DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
+	  $(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+	@echo "Serve it with: make serve   (python -m http.server $(PORT) --directory _build/html), then open http://localhost:$(PORT)"
+
+test: setup
+	DLDNA_PROFILE=quick DLDNA_PROGRESS=0 $(BIN)/python -m pytest
+
+serve:
+	python3 -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+sync:  ## regenerate the paired .ipynb files (no outputs) from the MyST .md sources
+	$(BIN)/jupytext --sync book/*.md exercises/*.md
+
+lock:  ## refresh the exact versions used for local set-up
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+benchmarks: setup
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf _build

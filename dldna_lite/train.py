@@ -1,0 +1,190 @@
+"""Training and evaluation over in-memory tensors.
+
+``train(model, optimizer, (X, y), epochs)`` runs minibatch training and returns a :class:`History`:
+
+* per epoch: ``train_loss``, ``train_acc`` (running averages over the epoch's batches), ``test_loss``,
+  ``test_acc`` (when ``test_data`` is given) and wall ``time`` (s, cumulative);
+* per step: ``loss`` always; with ``track_steps=True`` also ``grad_norm`` (‖∇θL‖₂ before clipping),
+  ``param_change`` (‖θ_{t+1} − θ_t‖₂), ``weight_norm`` (‖θ_{t+1}‖₂) and ``lr``.
+
+A non-finite loss stops training; ``history.diverged_at`` holds the (1-based) step and ``history.status`` reads
+``"diverged at step k"``, so tables say that instead of showing NaN.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .data import batches
+
+STEP_METRICS = ("loss", "grad_norm", "param_change", "weight_norm", "lr")
+EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "time")
+
+
+@dataclass
+class History:
+    """What happened during :func:`train`. ``history["test_acc"]`` is the per-epoch list of a metric."""
+
+    epochs: list[dict] = field(default_factory=list)
+    steps: dict[str, list[float]] = field(default_factory=lambda: {"loss": []})
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` or ``"diverged at step k"``."""
+        return f"diverged at step {self.diverged_at}" if self.diverged else "ok"
+
+    def __getitem__(self, key: str) -> list:
+        if key in self.steps:
+            return self.steps[key]
+        if key in EPOCH_METRICS:
+            return [row.get(key) for row in self.epochs]
+        raise KeyError(f"unknown metric {key!r}; per-step: {', '.join(self.steps)}; per-epoch: {', '.join(EPOCH_METRICS)}")
+
+    def final(self, key: str):
+        """Last epoch's value of ``key``, or ``None`` when training diverged or ran no epoch."""
+        if self.diverged or not self.epochs:
+            return None
+        return self.epochs[-1].get(key)
+
+    def describe(self, key: str, fmt: str = "{:.4f}") -> str:
+        """The final value formatted for a table, or ``"diverged at step k"``."""
+        value = self.final(key)
+        if self.diverged:
+            return self.status
+        return "n/a" if value is None else fmt.format(value)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float | None:
+    """Fraction of rows whose arg-max matches ``y`` (class indices ``[N]`` or one-hot ``[N, C]``)."""
+    if y.dtype == torch.long and y.dim() == 1:
+        return (logits.argmax(1) == y).float().mean().item()
+    if y.dim() == 2 and y.shape == logits.shape:
+        return (logits.argmax(1) == y.argmax(1)).float().mean().item()
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None = None,
+             batch_size: int = 4096) -> tuple[float, float | None]:
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in eval mode (training mode restored after)."""
+    loss_fn = loss_fn or F.cross_entropy
+    X, y = data
+    was_training = model.training
+    model.eval()
+    total_loss, correct, n = 0.0, 0.0, len(X)
+    try:
+        for xb, yb in batches(X, y, batch_size, shuffle=False):
+            out = model(xb)
+            total_loss += loss_fn(out, yb).item() * len(xb)
+            acc = accuracy(out, yb)
+            correct = None if acc is None or correct is None else correct + acc * len(xb)
+    finally:
+        model.train(was_training)
+    return total_loss / n, (None if correct is None else correct / n)
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """``progress`` if given, else ``$DLDNA_PROGRESS`` (default on); the book build and tests set it to 0."""
+    if progress is not None:
+        return progress
+    return os.environ.get("DLDNA_PROGRESS", "1") not in ("0", "false", "no", "")
+
+
+def _global_norm(tensors) -> float:
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[torch.Tensor, torch.Tensor],
+          epochs: int, *, batch_size: int = 128, loss_fn: Callable | None = None,
+          test_data: tuple[torch.Tensor, torch.Tensor] | None = None, track_steps: bool = False,
+          clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
+          scheduler=None, seed: int = 0, progress: bool | None = None, max_steps: int | None = None,
+          desc: str = "train") -> History:
+    """Train ``model`` in place with ``optimizer`` on ``train_data = (X [N, ...], y [N])``; return a :class:`History`.
+
+    ``scheduler`` (any ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Batch order comes from a
+    generator seeded with ``seed``: with the same model init and seed, two runs give identical numbers on the CPU.
+    """
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    for name, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive or None, got {value!r}")
+    X, y = train_data
+    if len(X) != len(y):
+        raise ValueError(f"train_data: X has {len(X)} rows but y has {len(y)}")
+    loss_fn = loss_fn or F.cross_entropy
+    params = [p for p in model.parameters() if p.requires_grad]
+    history = History()
+    if track_steps:
+        history.steps.update({k: [] for k in STEP_METRICS[1:]})
+    generator = torch.Generator().manual_seed(seed)
+    start, step = time.perf_counter(), 0
+    model.train()
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress_enabled(progress), leave=False)
+    for epoch in bar:
+        sum_loss, sum_correct, seen = 0.0, 0.0, 0
+        for xb, yb in batches(X, y, batch_size, shuffle=True, generator=generator):
+            step += 1
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss_value = loss.item()
+            if not torch.isfinite(loss):
+                history.diverged_at = step
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if track_steps:
+                grad_norm = _global_norm([p.grad for p in params])
+                before = [p.detach().clone() for p in params]
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, clip_grad_norm)
+            if clip_grad_value is not None:
+                nn.utils.clip_grad_value_(params, clip_grad_value)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            history.steps["loss"].append(loss_value)
+            if track_steps:
+                with torch.no_grad():
+                    history.steps["grad_norm"].append(grad_norm)
+                    history.steps["param_change"].append(_global_norm(torch._foreach_sub([p.detach() for p in params], before)))
+                    history.steps["weight_norm"].append(_global_norm([p.detach() for p in params]))
+                    history.steps["lr"].append(optimizer.param_groups[0]["lr"])
+            acc = accuracy(out.detach(), yb)
+            sum_loss += loss_value * len(xb)
+            sum_correct = None if acc is None or sum_correct is None else sum_correct + acc * len(xb)
+            seen += len(xb)
+            if max_steps is not None and step >= max_steps:
+                break
+        if history.diverged:
+            break
+        row = {"epoch": epoch, "train_loss": sum_loss / seen,
+               "train_acc": None if sum_correct is None else sum_correct / seen}
+        if test_data is not None:
+            row["test_loss"], row["test_acc"] = evaluate(model, test_data, loss_fn)
+            if not torch.isfinite(torch.tensor(row["test_loss"])):
+                history.diverged_at = step
+                break
+        row["time"] = time.perf_counter() - start
+        history.epochs.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}")
+        if max_steps is not None and step >= max_steps:
+            break
+    bar.close()
+    return history

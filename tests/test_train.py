@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+import dldna_lite as dl
+from dldna_lite import models
+from dldna_lite.train import evaluate, train
+
+
+def _run(fmnist_small, lr=0.05, epochs=2, **kw):
+    (X, y), test = fmnist_small
+    dl.seed_everything(0)
+    model = models.mlp([784, 32, 10])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return model, train(model, opt, (X, y), epochs=epochs, batch_size=64, test_data=test, **kw)
+
+
+def test_loss_decreases_and_accuracy_beats_chance(fmnist_small):
+    _, h = _run(fmnist_small, epochs=3)
+    assert h.status == "ok"
+    assert h["train_loss"][-1] < 0.8 * h["train_loss"][0]
+    assert h.final("test_acc") > 0.6
+    assert len(h["loss"]) == 3 * 32  # 2000 / 64 -> 32 steps per epoch
+
+
+def test_same_seed_same_numbers(fmnist_small):
+    m1, h1 = _run(fmnist_small)
+    m2, h2 = _run(fmnist_small)
+    assert h1["loss"] == h2["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_divergence_is_reported_not_nan(fmnist_small):
+    _, h = _run(fmnist_small, lr=1e4)
+    assert h.diverged and h.status.startswith("diverged at step ")
+    assert h.final("test_loss") is None
+    assert h.describe("test_loss") == h.status
+    assert all(torch.isfinite(torch.tensor(v)) for v in h["loss"])
+
+
+def test_step_metrics_match_hand_computation():
+    # one linear parameter w, loss = (w x - t)^2 with x=2, t=0, w0=1: grad = 2 (w x - t) x = 8
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    X, y = torch.tensor([[2.0]]), torch.tensor([[0.0]])
+    h = train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y), epochs=1, batch_size=1,
+              loss_fn=torch.nn.functional.mse_loss, track_steps=True)
+    assert h["loss"] == [4.0]
+    assert h["grad_norm"] == pytest.approx([8.0])
+    assert h["param_change"] == pytest.approx([0.8])  # 0.1 * 8
+    assert h["weight_norm"] == pytest.approx([0.2])
+    assert h["lr"] == [0.1]
+
+
+def test_clipping_caps_the_update():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    X, y = torch.tensor([[2.0]]), torch.tensor([[0.0]])
+    h = train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y), epochs=1, batch_size=1,
+              loss_fn=torch.nn.functional.mse_loss, track_steps=True, clip_grad_norm=1.0)
+    assert h["param_change"] == pytest.approx([0.1])
+
+
+def test_evaluate_restores_mode_and_bad_args(fmnist_small):
+    (X, y), test = fmnist_small
+    model = models.mlp([784, 16, 10], dropout=0.5)
+    model.train()
+    loss, acc = evaluate(model, test)
+    assert model.training and 0 <= acc <= 1 and loss > 0
+    with pytest.raises(ValueError, match="epochs"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y), epochs=0)
+    with pytest.raises(ValueError, match="rows"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y[:5]), epochs=1)
+
+
+def test_model_builders():
+    x = torch.randn(3, 1, 28, 28)
+    assert models.SimpleNetwork("prelu")(x).shape == (3, 10)
+    assert models.count_parameters(models.SimpleNetwork()) == 784 * 512 + 512 + 512 * 64 + 64 + 64 * 10 + 10
+    assert models.SmallCNN()(x).shape == (3, 10)
+    assert models.mlp([784, 100, 10], batchnorm=True)(x).shape == (3, 10)
+    with pytest.raises(ValueError, match="simple, mlp, cnn"):
+        models.build("resnet")
+    with pytest.raises(ValueError, match="relu"):
+        models.activation("swishy")
+    with pytest.raises(ValueError):
+        models.mlp([784, 0, 10])

@@ -1,0 +1,43 @@
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from dldna_lite import widgets  # noqa: E402
+
+
+def _draw(lr, method):
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.set_title(f"{method} {lr}")
+    return fig
+
+
+def test_static_html_has_one_frame_per_combination_and_a_stable_id():
+    controls = {"lr": [0.1, 0.3, 1.0], "method": ["sgd", "adam"]}
+    html1 = widgets.static_html(_draw, controls, {"lr": 0.3, "method": "adam"})
+    html2 = widgets.static_html(_draw, controls, {"lr": 0.3, "method": "adam"})
+    assert html1 == html2  # deterministic: stored outputs don't change between builds
+    frames = re.search(r"_frames = (\{.*?\});", html1).group(1)
+    assert frames.count('":') == 6
+    assert 'type="range"' in html1 and "<select" in html1 and 'value="1"' in html1
+
+
+def test_bad_controls(monkeypatch):
+    with pytest.raises(ValueError, match="at least one control"):
+        widgets.interactive_figure(_draw)
+    with pytest.raises(ValueError, match="not one of"):
+        widgets.interactive_figure(_draw, initial={"lr": 5}, lr=[1, 2], method=["a"])
+    monkeypatch.setenv("DLDNA_STATIC_WIDGETS", "1")
+    with pytest.raises(ValueError, match="too many frames"):
+        widgets.interactive_figure(_draw, lr=list(range(20)), method=list("abcd"))
+
+
+def test_live_mode_builds_ipywidgets(monkeypatch):
+    monkeypatch.setenv("DLDNA_STATIC_WIDGETS", "0")
+    box = widgets.interactive_figure(_draw, lr=[0.1, 1.0], method=["sgd", "adam"])
+    slider, dropdown = box.children[0].children
+    assert slider.value == 0.1 and dropdown.value == "sgd"
+    slider.value = 1.0  # the callback redraws without error
