@@ -24,6 +24,10 @@ $(DATA): | $(STAMP)
 data: $(DATA)
 
 book: setup
+	@# jupyter-cache keys on the code, not on DLDNA_PROFILE: drop the executed outputs when the profile changes
+	@mkdir -p _build; profile=$${DLDNA_PROFILE:-cpu}; \
+	  if [ "$$(cat _build/.profile 2>/dev/null)" != "$$profile" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi; \
+	  echo $$profile > _build/.profile
 	DLDNA_PROFILE=$${DLDNA_PROFILE:-cpu} DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo
