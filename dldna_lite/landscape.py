@@ -1,0 +1,370 @@
+"""Loss landscapes I: low-dimensional slices of the loss through the trained weights.
+
+A *direction* is a list of tensors, one per ``model.parameters()`` entry, in order. The slices are
+
+.. math::
+
+    f(\\alpha) = L(\\theta^* + \\alpha\\,\\delta), \\qquad f(\\alpha, \\beta) = L(\\theta^* + \\alpha\\,\\delta + \\beta\\,\\eta),
+
+with random directions normalised per filter (Li et al. 2018, :func:`random_direction`), Hessian eigenvectors
+(:func:`hessian_directions`) or the segment between two checkpoints (:func:`interpolate`, Goodfellow et al. 2015).
+
+Speed: one working copy of the model for a whole scan (never one per grid point). The parameters of a batch of
+``G`` grid points are formed with vectorised ops as stacked tensors ``[G, ...]`` and the network runs once for all
+of them with ``torch.func.vmap`` over ``functional_call`` (batches sized to stay in cache). When the network is a
+``Sequential`` whose first parametrised layer is a ``Linear`` (the book's MLPs), that layer is linear in the
+offset, so
+
+.. math:: X (W + \\alpha D_1 + \\beta D_2)^\\top = XW^\\top + \\alpha\\, XD_1^\\top + \\beta\\, XD_2^\\top
+
+is formed once from three products (then one ``[G, 3] x [3, N H]`` product per batch of points) and only the
+(small) rest of the network runs per point. ``benchmarks/landscape_scan.py`` compares with the naive loop.
+All scans run in eval mode (dropout off) and leave the model's own parameters unchanged.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .train import progress_enabled
+
+NORMS = ("filter", "layer", "none")
+__all__ = ["NORMS", "random_direction", "hessian_directions", "interpolate", "scan_1d", "scan_2d", "scan_2d_naive",
+           "rescale_layers", "direction_norms", "ResidualMLP", "nonconvex_fraction"]
+
+
+# --------------------------------------------------------------------------------------------------- directions
+def _row_norms(t: torch.Tensor) -> torch.Tensor:
+    """Norm of each output row/filter ``t[i]``, shaped ``[n_out, 1, ..., 1]`` for broadcasting."""
+    return t.reshape(len(t), -1).norm(dim=1).reshape(-1, *[1] * (t.dim() - 1))
+
+
+def direction_norms(direction: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-filter norms ``[n_out]`` of each tensor of a direction (whole-tensor norm for 1-D tensors)."""
+    return [d.reshape(len(d), -1).norm(dim=1) if d.dim() > 1 else d.norm().reshape(1) for d in direction]
+
+
+def random_direction(model: nn.Module, norm: str = "filter", ignore_1d: bool = True,
+                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """A Gaussian direction :math:`d \\sim \\mathcal N(0, I)` scaled like the weights.
+
+    * ``"filter"`` (Li et al. 2018): each output row/filter :math:`d_{i}` of a weight with ``dim > 1`` is rescaled
+      to :math:`d_i \\,\\lVert\\theta_i\\rVert / \\lVert d_i\\rVert`, the norm of the matching row of the weights;
+    * ``"layer"``: each tensor rescaled to the norm of the whole parameter tensor;
+    * ``"none"``: the raw Gaussian.
+
+    1-D parameters (biases, BatchNorm) are zero when ``ignore_1d`` (the default, as in the paper's plots);
+    otherwise, with ``"filter"``, they are set to the parameters themselves (Li et al.'s choice), and scaled like
+    any tensor with ``"layer"``/``"none"``. Returns one tensor per ``model.parameters()`` entry, in order.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    out = []
+    for p in model.parameters():
+        w = p.detach()
+        d = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+        if w.dim() <= 1:
+            if ignore_1d:
+                d.zero_()
+            elif norm == "filter":
+                d = w.clone()
+            elif norm == "layer":
+                d = d * (w.norm() / d.norm().clamp_min(1e-10))
+        elif norm == "filter":
+            d = d * (_row_norms(w) / _row_norms(d).clamp_min(1e-10))
+        elif norm == "layer":
+            d = d * (w.norm() / d.norm().clamp_min(1e-10))
+        out.append(d)
+    return out
+
+
+def hessian_directions(model: nn.Module, loss_fn: Callable, data, k: int = 2, max_iter: int = 100,
+                       tol: float = 1e-4, generator: torch.Generator | None = None) -> list[list[torch.Tensor]]:
+    """The ``k`` Hessian eigenvectors of largest ``|λ|`` (unit norm, descending) as directions over all
+    ``model.parameters()`` (zeros for frozen ones); :func:`dldna_lite.hessian.top_eigenvalues` gives the values."""
+    from .hessian import top_eigenvalues
+
+    _, vectors = top_eigenvalues(model, loss_fn, data, k=k, max_iter=max_iter, tol=tol, generator=generator)
+    dirs = []
+    for vec in vectors:
+        parts = iter(vec)
+        dirs.append([next(parts).detach() if p.requires_grad else torch.zeros_like(p) for p in model.parameters()])
+    return dirs
+
+
+def rescale_layers(model: nn.Module, first: nn.Linear, second: nn.Linear, c: float) -> nn.Module:
+    """A copy of ``model`` with ``first``'s weight and bias multiplied by ``c > 0`` and ``second``'s weight by
+    ``1/c``: for a ReLU between them (positively homogeneous) the function is unchanged."""
+    if c <= 0:
+        raise ValueError(f"c must be positive (ReLU(cz) = c ReLU(z) only for c > 0), got {c!r}")
+    index = {id(m): name for name, m in model.named_modules()}
+    if id(first) not in index or id(second) not in index:
+        raise ValueError("first and second must be modules of model")
+    out = copy.deepcopy(model)
+    a, b = out.get_submodule(index[id(first)]), out.get_submodule(index[id(second)])
+    with torch.no_grad():
+        a.weight.mul_(c)
+        if a.bias is not None:
+            a.bias.mul_(c)
+        b.weight.div_(c)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- scan engine
+def _check_direction(model: nn.Module, direction, name: str) -> list[torch.Tensor]:
+    params = list(model.parameters())
+    direction = list(direction)
+    if len(direction) != len(params) or any(d.shape != p.shape for d, p in zip(direction, params)):
+        raise ValueError(f"{name} must hold one tensor per model.parameters() entry with the same shapes "
+                         f"({len(params)} tensors), got {len(direction)}")
+    return [d.detach().to(p.dtype) for d, p in zip(direction, params)]
+
+
+def _loss_acc(out: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> tuple[float, float]:
+    loss = loss_fn(out, y).item()
+    acc = (out.argmax(1) == y).double().mean().item() if y.dim() == 1 and out.dim() == 2 else float("nan")
+    return loss, acc
+
+
+def _sequential(model: nn.Module) -> nn.Sequential | None:
+    """``model`` as a Sequential when its forward is just one (``nn.Sequential`` or ``SimpleNetwork``)."""
+    if type(model).forward is nn.Sequential.forward and isinstance(model, nn.Sequential):
+        return model
+    from .models import SimpleNetwork
+
+    if type(model) is SimpleNetwork:
+        return model.layers
+    return None
+
+
+class _Evaluator:
+    """Loss/accuracy at ``origin + Σ_c coords[c] d_c`` for a batch of grid points at once.
+
+    One working copy of the model; the perturbed parameters of ``G`` points are stacked ``[G, ...]`` and the network
+    is evaluated with ``torch.func.vmap`` over ``functional_call``. With the MLP fast path (module docstring) the
+    first layer's pre-activations come from the precomputed products and only the rest of the network runs.
+    """
+
+    def __init__(self, model: nn.Module, dirs: list[list[torch.Tensor]], loss_fn: Callable, data,
+                 fast: bool = True, budget: int = 2 ** 20):
+        self.work = copy.deepcopy(model).eval()
+        for p in self.work.parameters():
+            p.requires_grad_(False)
+        self.params = list(self.work.parameters())
+        self.origin = [p.detach().clone() for p in self.params]
+        self.dirs, self.loss_fn = dirs, loss_fn
+        self.X, self.y = data
+        self.budget = budget
+        self.fast = None
+        seq = _sequential(self.work) if fast else None
+        if seq is not None:
+            self._setup_fast(seq)
+        if self.fast is None:
+            self.module, self.inputs = self.work, self.X
+            self.names = self._names(self.work)
+            self.chunk = max(1, budget // max(1, len(self.X) * self.X[0].numel() * 4))
+        self.buffers = dict(self.module.named_buffers())
+        self._vmap_ok = True
+
+    def _names(self, module: nn.Module) -> dict[str, int]:
+        index = {id(p): i for i, p in enumerate(self.params)}
+        return {n: index[id(p)] for n, p in module.named_parameters()}
+
+    def _setup_fast(self, seq: nn.Sequential) -> None:
+        modules = list(seq)
+        first = next((i for i, m in enumerate(modules) if any(True for _ in m.parameters())), None)
+        if first is None or not isinstance(modules[first], nn.Linear):
+            return
+        lin, index = modules[first], {id(p): i for i, p in enumerate(self.params)}
+        rest = nn.Sequential(*modules[first + 1:])
+        if any(p is lin.weight or p is lin.bias for p in rest.parameters()):
+            return                                               # weights shared with later layers
+        iw = index[id(lin.weight)]
+        ib = index[id(lin.bias)] if lin.bias is not None else None
+        with torch.no_grad():
+            h = self.X
+            for m in modules[:first]:
+                h = m(h)
+            # rows: X W^T + b and X D_c^T + db_c, so that z(point) = [1, coords] @ prods
+            prods = torch.stack([h @ self.origin[iw].T] + [h @ d[iw].T for d in self.dirs])  # [1 + k, N, H]
+            if ib is not None:
+                prods[0] += self.origin[ib]
+                for k, d in enumerate(self.dirs):
+                    prods[k + 1] += d[ib]
+        self.fast = dict(prods=prods.reshape(len(prods), -1), shape=prods.shape[1:])
+        self.module, self.inputs = rest, None
+        self.names = self._names(rest)
+        self.chunk = max(1, self.budget // max(1, prods[0].numel()))
+
+    def _stacked(self, i: int, coords: torch.Tensor) -> torch.Tensor:
+        """Parameter ``i`` at ``G`` points: ``[G, *shape]`` = origin + Σ_c coords[:, c] d_c (naive's rounding)."""
+        out = self.origin[i].expand(len(coords), *self.origin[i].shape)
+        for c, d in enumerate(self.dirs):
+            out = out + coords[:, c].reshape(-1, *[1] * d[i].dim()).to(d[i].dtype) * d[i]
+        return out
+
+    def _losses(self, out: torch.Tensor) -> torch.Tensor:
+        """``loss_fn(out[g], y)`` for each ``g`` (cross-entropy written out: vmap's rule for it is slow)."""
+        if self.loss_fn is F.cross_entropy and self.y.dim() == 1:
+            picked = out.gather(-1, self.y.expand(len(out), -1).unsqueeze(-1)).squeeze(-1)
+            return (torch.logsumexp(out, -1) - picked).mean(-1).double()
+        return torch.func.vmap(lambda o: self.loss_fn(o, self.y))(out).double()
+
+    def _forward(self, params: dict, inputs: torch.Tensor) -> torch.Tensor:
+        """Outputs ``[G, N, C]`` of ``self.module`` with parameters ``params[name][g]`` on ``inputs[g]``."""
+        def one(p, x):
+            return torch.func.functional_call(self.module, (p, self.buffers), (x,))
+
+        if self._vmap_ok:
+            try:
+                return torch.func.vmap(one)(params, inputs)
+            except Exception:              # a module vmap cannot batch (data-dependent control flow, .item(), ...)
+                self._vmap_ok = False
+        return torch.stack([one({n: t[g] for n, t in params.items()}, inputs[g]) for g in range(len(inputs))])
+
+    @torch.no_grad()
+    def batch(self, coords) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and accuracy ``[G]`` at the points ``coords [G, k]``."""
+        coords = torch.as_tensor(np.asarray(coords, dtype=float))
+        losses, accs = [], []
+        for start in range(0, len(coords), self.chunk):
+            c = coords[start:start + self.chunk]
+            params = {n: self._stacked(i, c) for n, i in self.names.items()}
+            if self.fast is None:
+                inputs = self.inputs.expand(len(c), *self.inputs.shape)
+            else:
+                prods = self.fast["prods"]
+                weights = torch.cat([torch.ones(len(c), 1, dtype=prods.dtype), c.to(prods.dtype)], 1)
+                inputs = (weights @ prods).view(len(c), *self.fast["shape"])   # first layer at G points: one matmul
+            out = self._forward(params, inputs)
+            losses.append(self._losses(out))
+            if self.y.dim() == 1 and out.dim() == 3:
+                accs.append((out.argmax(-1) == self.y).double().mean(-1))
+            else:
+                accs.append(torch.full((len(c),), float("nan"), dtype=torch.float64))
+        return torch.cat(losses).numpy(), torch.cat(accs).numpy()
+
+
+def _progress(total: int, desc: str, progress: bool | None):
+    return tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False)
+
+
+def scan_1d(model: nn.Module, direction, alphas, loss_fn: Callable, data, progress: bool | None = None,
+            fast: bool = True) -> dict:
+    """:math:`L(\\theta + \\alpha d)` and accuracy for each ``alpha``; ``data = (X, y)`` evaluated as one batch.
+
+    Returns ``dict(alpha=[A], loss=[A], acc=[A])`` (numpy). ``model`` is unchanged."""
+    d = _check_direction(model, direction, "direction")
+    alphas = np.asarray(alphas, dtype=float)
+    ev = _Evaluator(model, [d], loss_fn, data, fast=fast)
+    with _progress(1, "scan 1d", progress) as bar:
+        loss, acc = ev.batch(alphas[:, None])
+        bar.update()
+    return dict(alpha=alphas, loss=loss, acc=acc)
+
+
+def scan_2d(model: nn.Module, d1, d2, xs, ys, loss_fn: Callable, data, progress: bool | None = None,
+            fast: bool = True) -> dict:
+    """:math:`L(\\theta + x\\, d_1 + y\\, d_2)` and accuracy on the grid ``xs × ys``.
+
+    Returns ``dict(xs=[X], ys=[Y], loss=[Y, X], acc=[Y, X])`` (numpy; row ``i`` is ``ys[i]``, as ``contour``
+    expects). ``model`` is unchanged."""
+    dirs = [_check_direction(model, d1, "d1"), _check_direction(model, d2, "d2")]
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    ev = _Evaluator(model, dirs, loss_fn, data, fast=fast)
+    loss, acc = np.zeros((len(ys), len(xs))), np.zeros((len(ys), len(xs)))
+    with _progress(len(ys), "scan 2d", progress) as bar:
+        for i, b in enumerate(ys):                       # one row of the grid per batch
+            loss[i], acc[i] = ev.batch(np.stack([xs, np.full_like(xs, b)], 1))
+            bar.update()
+    return dict(xs=xs, ys=ys, loss=loss, acc=acc)
+
+
+def scan_2d_naive(model: nn.Module, d1, d2, xs, ys, loss_fn: Callable, data) -> dict:
+    """Reference for :func:`scan_2d`: a fresh ``deepcopy`` of the model per grid point, parameters set, full
+    forward pass. Slow on purpose (the benchmark's baseline and the tests' reference)."""
+    X, y = data
+    loss, acc = np.zeros((len(ys), len(xs))), np.zeros((len(ys), len(xs)))
+    for i, b in enumerate(ys):
+        for j, a in enumerate(xs):
+            m = copy.deepcopy(model).eval()
+            with torch.no_grad():
+                for p, u, v in zip(m.parameters(), d1, d2):
+                    p.copy_(p + float(a) * u + float(b) * v)
+                loss[i, j], acc[i, j] = _loss_acc(m(X), y, loss_fn)
+    return dict(xs=np.asarray(xs, float), ys=np.asarray(ys, float), loss=loss, acc=acc)
+
+
+def interpolate(model_a: nn.Module, model_b: nn.Module, alphas, loss_fn: Callable, data,
+                progress: bool | None = None) -> dict:
+    """Loss and accuracy on the line :math:`\\theta(\\alpha) = (1-\\alpha)\\theta_a + \\alpha\\theta_b`
+    (``alpha`` may leave [0, 1]: extrapolation). Floating-point buffers (BatchNorm statistics) are interpolated
+    the same way. Returns ``dict(alpha=[A], loss=[A], acc=[A])``; both models are unchanged."""
+    pa, pb = list(model_a.parameters()), list(model_b.parameters())
+    if len(pa) != len(pb) or any(a.shape != b.shape for a, b in zip(pa, pb)):
+        raise ValueError("model_a and model_b must have the same architecture")
+    direction = [b.detach() - a.detach() for a, b in zip(pa, pb)]
+    bufs_a = [b for b in model_a.buffers() if b.is_floating_point()]
+    bufs_b = [b for b in model_b.buffers() if b.is_floating_point()]
+    if not bufs_a:
+        return scan_1d(model_a, direction, alphas, loss_fn, data, progress=progress)
+    work = copy.deepcopy(model_a).eval()
+    wp, wb = list(work.parameters()), [b for b in work.buffers() if b.is_floating_point()]
+    alphas = np.asarray(alphas, dtype=float)
+    loss, acc = np.zeros(len(alphas)), np.zeros(len(alphas))
+    with torch.no_grad():
+        for i, a in enumerate(alphas):
+            for w, x, y_ in zip(wp + wb, pa + bufs_a, pb + bufs_b):
+                w.copy_(torch.lerp(x.detach(), y_.detach(), float(a)))
+            loss[i], acc[i] = _loss_acc(work(data[0]), data[1], loss_fn)
+    return dict(alpha=alphas, loss=loss, acc=acc)
+
+
+# ---------------------------------------------------------------------------------------------- skip connections
+class ResidualMLP(nn.Module):
+    """A ResNet-style MLP: ``in -> width``, then ``depth`` blocks
+    :math:`h \\leftarrow \\mathrm{ReLU}(h + W_2\\,\\mathrm{ReLU}(W_1 h))` (``skip=True``) or
+    :math:`h \\leftarrow \\mathrm{ReLU}(W_2\\,\\mathrm{ReLU}(W_1 h))` (``skip=False``, same parameters), then a
+    linear head. Inputs ``[N, 784]`` or ``[N, 1, 28, 28]``; logits ``[N, classes]``. ``2 depth + 2`` linear layers.
+    """
+
+    def __init__(self, depth: int = 8, width: int = 64, skip: bool = True, in_features: int = 784,
+                 classes: int = 10):
+        super().__init__()
+        if not isinstance(depth, int) or depth < 1 or not isinstance(width, int) or width < 1:
+            raise ValueError(f"depth and width must be positive ints, got {depth!r}, {width!r}")
+        self.skip = skip
+        self.stem = nn.Linear(in_features, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+                                    for _ in range(depth))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x.flatten(1)))
+        for block in self.blocks:
+            h = torch.relu(h + block(h)) if self.skip else torch.relu(block(h))
+        return self.head(h)
+
+
+def nonconvex_fraction(scan: dict) -> float:
+    """Share of interior grid points of a 2D slice where the finite-difference Hessian of the surface,
+    :math:`\\begin{pmatrix} L_{\\alpha\\alpha} & L_{\\alpha\\beta} \\\\ L_{\\alpha\\beta} & L_{\\beta\\beta}\\end{pmatrix}`,
+    has a negative eigenvalue (the surface bends down somewhere): 0 for a bowl, 1 for a saddle or a ridge.
+    A cheap stand-in for Li et al.'s map of :math:`|\\lambda_{\\min}/\\lambda_{\\max}|`."""
+    Z = np.asarray(scan["loss"], dtype=float)
+    xs, ys = np.asarray(scan["xs"], dtype=float), np.asarray(scan["ys"], dtype=float)
+    if Z.shape != (len(ys), len(xs)) or min(Z.shape) < 3:
+        raise ValueError(f"need a [len(ys), len(xs)] grid of at least 3x3 points, got {Z.shape}")
+    hx, hy = np.diff(xs).mean(), np.diff(ys).mean()
+    zxx = (Z[1:-1, 2:] - 2 * Z[1:-1, 1:-1] + Z[1:-1, :-2]) / hx ** 2
+    zyy = (Z[2:, 1:-1] - 2 * Z[1:-1, 1:-1] + Z[:-2, 1:-1]) / hy ** 2
+    zxy = (Z[2:, 2:] - Z[2:, :-2] - Z[:-2, 2:] + Z[:-2, :-2]) / (4 * hx * hy)
+    min_eig = (zxx + zyy) / 2 - np.sqrt(((zxx - zyy) / 2) ** 2 + zxy ** 2)
+    scale = np.abs(Z).max() / max(hx, hy) ** 2 * 1e-9          # ignore round-off on flat regions
+    return float((min_eig < -scale).mean())
