@@ -1,0 +1,394 @@
+"""Training dynamics: what to watch while a network trains, and how to steer it.
+
+Chapter "Training dynamics". :func:`dldna_lite.train.train` with ``track_steps=True`` already records, per step
+:math:`t`, the minibatch loss :math:`L_t`, the gradient norm :math:`\\lVert g_t \\rVert_2` (before clipping), the
+parameter change :math:`\\lVert \\theta_{t+1} - \\theta_t \\rVert_2`, the weight norm :math:`\\lVert \\theta_{t+1}
+\\rVert_2` and the learning rate. This module adds what the chapter needs on top:
+
+* :func:`monitor` -- the source's five monitor curves as arrays (adding the loss improvement per step and the
+  relative update size), and :func:`diagnose`, a small "training doctor" that names likely problems;
+* :func:`clip_grad_norm_` / :func:`clip_grad_value_` -- gradient clipping written out (``torch.nn.utils`` is the
+  reference);
+* :func:`lr_schedule` / :func:`scheduler` -- step, cosine, warmup + cosine, one-cycle and exponential learning rates
+  as closed forms, usable as a ``torch.optim.lr_scheduler.LambdaLR``; :func:`li_arora_lrs` and
+  :func:`scale_invariant_mlp` for the exponential-learning-rate equivalence (Li & Arora 2019);
+* :func:`gd_with_sharpness` -- full-batch gradient descent that tracks the top Hessian eigenvalue (via
+  :func:`dldna_lite.hessian.top_eigenvalues`, warm-started) for the edge of stability (Cohen et al. 2021);
+* :func:`batch_size_sweep` -- large-batch training with and without the linear scaling rule (Goyal et al. 2017).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import hessian
+from .config import seed_everything
+from .train import History, evaluate
+from .train import train as fit
+
+__all__ = ["monitor", "diagnose", "PROBLEMS", "clip_grad_norm_", "clip_grad_value_", "SCHEDULES", "lr_schedule",
+           "scheduler", "li_arora_lrs", "scale_invariant_mlp", "monitored_run", "half_mse", "eos_data",
+           "eos_model", "gd_with_sharpness", "edge_plateau", "sharpness", "batch_size_sweep"]
+
+
+# --- the monitor ---------------------------------------------------------------------------------------------------
+
+def monitor(history: History) -> dict[str, np.ndarray]:
+    """The monitor curves of a history recorded with ``track_steps=True``, as float arrays.
+
+    Keys (``T`` = number of steps): ``step [T]`` (1-based), ``loss``, ``grad_norm``, ``param_change``,
+    ``weight_norm``, ``lr`` ``[T]``; ``loss_improvement [T-1]`` = :math:`L_{t-1} - L_t` for ``t = 2..T`` (positive
+    = the loss went down); ``relative_update [T]`` = :math:`\\lVert\\theta_{t+1} - \\theta_t\\rVert / \\lVert\\theta_{t+1}\\rVert`
+    (the size of a step relative to the weights; around 1e-3 is the usual rule of thumb for a healthy SGD step).
+    """
+    missing = [k for k in ("grad_norm", "param_change", "weight_norm", "lr") if k not in history.steps]
+    if missing:
+        raise ValueError(f"history has no {', '.join(missing)}: train with track_steps=True")
+    out = {k: np.asarray(history.steps[k], dtype=float) for k in ("loss", "grad_norm", "param_change",
+                                                                   "weight_norm", "lr")}
+    out["step"] = np.arange(1, len(out["loss"]) + 1)
+    out["loss_improvement"] = out["loss"][:-1] - out["loss"][1:]
+    with np.errstate(invalid="ignore", over="ignore"):   # a diverged run may end with inf weights
+        out["relative_update"] = out["param_change"] / np.maximum(out["weight_norm"], 1e-30)
+    return out
+
+
+#: The problems :func:`diagnose` can name, in the order it checks them.
+PROBLEMS = ("diverged", "exploding gradients", "lr too high", "plateau", "lr too small")
+
+
+def _window_means(values: np.ndarray, n_windows: int) -> np.ndarray:
+    """Means of ``n_windows`` consecutive, equally long chunks of ``values`` (the last few values may be dropped)."""
+    width = max(1, len(values) // n_windows)
+    usable = (len(values) // width) * width
+    return values[:usable].reshape(-1, width).mean(1)
+
+
+def diagnose(history: History, *, n_windows: int = 10, spike_factor: float = 10.0, rise: float = 0.1,
+             plateau_tol: float = 0.01, small_update: float = 1e-3) -> list[tuple[str, str]]:
+    """Name likely problems of a training run from its per-step history; ``[]`` means nothing looks wrong.
+
+    Returns ``(problem, evidence)`` pairs, ``problem`` from :data:`PROBLEMS`. The loss is averaged over
+    ``n_windows`` equal windows (minibatch noise cancels); with ``m_1..m_W`` those means and ``m_*`` their minimum:
+
+    * **diverged** -- a non-finite loss (``history.diverged``), or ``m_W > 2 m_1`` (it blew up without reaching NaN);
+    * **exploding gradients** -- a gradient norm above ``spike_factor`` times the median gradient norm;
+    * **lr too high** -- the loss rose: some ``m_w > (1 + rise) m_{w-1}``, or ``m_W > (1 + rise) m_*``;
+    * **plateau** -- the last third of the windows improved by less than ``plateau_tol`` (relative), while the
+      median relative update :math:`\\lVert\\Delta\\theta\\rVert/\\lVert\\theta\\rVert` is not tiny;
+    * **lr too small** -- the median relative update is below ``small_update`` and the loss fell by less than half
+      (``m_W > m_1 / 2``): the weights barely move and little was learned.
+
+    Gradient-based checks need ``track_steps=True``; without it only the loss rules run.
+    """
+    found: list[tuple[str, str]] = []
+    if history.diverged:
+        return [("diverged", f"the loss became non-finite at step {history.diverged_at}")]
+    loss = np.asarray(history.steps["loss"], dtype=float)
+    if len(loss) < 2 * n_windows:
+        raise ValueError(f"diagnose needs at least {2 * n_windows} steps, the history has {len(loss)}")
+    m = _window_means(loss, n_windows)
+    if m[-1] > 2 * m[0]:
+        return [("diverged", f"the mean loss grew from {m[0]:.3g} (first window) to {m[-1]:.3g} (last window)")]
+    tracked = "grad_norm" in history.steps and len(history.steps["grad_norm"]) == len(loss)
+    if tracked:
+        mon = monitor(history)
+        g = mon["grad_norm"]
+        median = float(np.median(g))
+        if g.max() > spike_factor * median:
+            t = int(g.argmax()) + 1
+            found.append(("exploding gradients", f"gradient norm {g.max():.3g} at step {t} is "
+                                                 f"{g.max() / median:.0f}x the median {median:.3g}"))
+    jumps = m[1:] / m[:-1] - 1
+    if jumps.max() > rise or m[-1] > (1 + rise) * m.min():
+        w = int(jumps.argmax()) + 2
+        found.append(("lr too high", f"the windowed loss rose by {100 * max(jumps.max(), m[-1] / m.min() - 1):.0f}%"
+                                     f" (largest jump into window {w} of {len(m)})"))
+    rel_update = float(np.median(mon["relative_update"])) if tracked else None
+    third = max(2, len(m) // 3)
+    late = (m[-third] - m[-1]) / max(abs(m[-third]), 1e-12)
+    tiny = rel_update is not None and rel_update < small_update and m[-1] > 0.5 * m[0]
+    if late < plateau_tol and not tiny and not any(p == "lr too high" for p, _ in found):
+        found.append(("plateau", f"the loss improved by {100 * late:.2f}% over the last {third} of {len(m)} windows"
+                                 f" (stuck near {m[-1]:.3g})"))
+    if tiny:
+        found.append(("lr too small", f"median relative update |dθ|/|θ| = {rel_update:.1e} < {small_update:.0e}"))
+    return found
+
+
+# --- gradient clipping ---------------------------------------------------------------------------------------------
+
+def clip_grad_norm_(params: Sequence[torch.Tensor] | Sequence[nn.Parameter], max_norm: float) -> float:
+    """Rescale the gradients in place so that their global norm is at most ``max_norm``:
+
+    :math:`g \\leftarrow g \\cdot \\min(1, c / \\lVert g \\rVert_2)`. The direction is kept. Returns the norm
+    before clipping. (``torch.nn.utils.clip_grad_norm_`` adds ``1e-6`` to the denominator; this caps exactly.)
+    """
+    if max_norm <= 0:
+        raise ValueError(f"max_norm must be positive, got {max_norm!r}")
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if total > max_norm:
+        torch._foreach_mul_(grads, (max_norm / total).item())
+    return total.item()
+
+
+def clip_grad_value_(params: Sequence[torch.Tensor] | Sequence[nn.Parameter], clip_value: float) -> None:
+    """Clamp every gradient entry into :math:`[-c, c]` in place (the source's :math:`\\min(\\max(g, -c), c)`).
+
+    Unlike norm clipping this changes the gradient's direction when some entries are clamped and others are not.
+    """
+    if clip_value <= 0:
+        raise ValueError(f"clip_value must be positive, got {clip_value!r}")
+    for p in params:
+        if p.grad is not None:
+            p.grad.clamp_(-clip_value, clip_value)
+
+
+# --- learning-rate schedules ---------------------------------------------------------------------------------------
+
+SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "one_cycle", "exponential")
+
+
+def _cos_anneal(start, end, pct):
+    return end + (start - end) / 2 * (np.cos(np.pi * pct) + 1)
+
+
+def lr_schedule(name: str, total_steps: int, peak_lr: float, *, warmup: int = 0, step_size: int | None = None,
+                gamma: float = 0.1, min_lr: float = 0.0, pct_start: float = 0.3, div_factor: float = 25.0,
+                final_div_factor: float = 1e4, growth: float = 1.0) -> np.ndarray:
+    """The learning rate :math:`\\eta_t` used at steps ``t = 0..total_steps-1``, as an array ``[total_steps]``.
+
+    * ``constant``: :math:`\\eta_t = \\eta`;
+    * ``step``: :math:`\\eta\\,\\gamma^{\\lfloor t / s \\rfloor}` (``torch``'s ``StepLR``; ``s = step_size``,
+      default a third of the run);
+    * ``cosine``: :math:`\\eta_{min} + (\\eta - \\eta_{min})(1 + \\cos(\\pi t / T))/2` (``CosineAnnealingLR``);
+    * ``warmup_cosine``: :math:`\\eta (t+1)/w` for :math:`t < w`, then the cosine over the remaining
+      :math:`T - w` steps (``LinearLR`` then ``CosineAnnealingLR`` in a ``SequentialLR``);
+    * ``one_cycle``: from :math:`\\eta/\\text{div}` up to :math:`\\eta` (cosine) during the first
+      ``pct_start`` of the run, then down to :math:`\\eta/(\\text{div}\\cdot\\text{final\\_div})`
+      (``OneCycleLR`` with ``anneal_strategy="cos"``);
+    * ``exponential``: :math:`\\eta\\,g^t` with ``g = growth`` (``ExponentialLR``; ``g > 1`` grows).
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+    if peak_lr <= 0:
+        raise ValueError(f"peak_lr must be positive, got {peak_lr!r}")
+    t = np.arange(total_steps, dtype=float)
+    T = float(total_steps)
+    if name == "constant":
+        return np.full(total_steps, float(peak_lr))
+    if name == "step":
+        s = step_size or max(1, total_steps // 3)
+        return peak_lr * gamma ** np.floor(t / s)
+    if name == "cosine":
+        return min_lr + (peak_lr - min_lr) * (1 + np.cos(np.pi * t / T)) / 2
+    if name == "warmup_cosine":
+        if not 1 <= warmup < total_steps:
+            raise ValueError(f"warmup must be in [1, total_steps), got {warmup!r}")
+        ramp = peak_lr * (t + 1) / warmup
+        cos = min_lr + (peak_lr - min_lr) * (1 + np.cos(np.pi * (t - warmup) / (T - warmup))) / 2
+        return np.where(t < warmup, ramp, cos)
+    if name == "one_cycle":
+        initial = peak_lr / div_factor
+        end_up, end_down = pct_start * T - 1, T - 1
+        up = _cos_anneal(initial, peak_lr, t / end_up)
+        down = _cos_anneal(peak_lr, initial / final_div_factor, (t - end_up) / (end_down - end_up))
+        return np.where(t <= end_up, up, down)
+    return peak_lr * growth ** t  # exponential
+
+
+def scheduler(optimizer: torch.optim.Optimizer, lrs: Sequence[float] | np.ndarray
+              ) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` that makes ``optimizer`` use ``lrs[t]`` at step ``t`` (the last value after the end).
+
+    Sets every group's ``lr`` to ``lrs[0]`` first; step it once after each ``optimizer.step()`` (``dl.fit`` does).
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    if lrs.ndim != 1 or len(lrs) == 0 or not np.all(lrs >= 0):
+        raise ValueError("lrs must be a non-empty 1D array of non-negative learning rates")
+    base = float(lrs[0]) if lrs[0] > 0 else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = lrs[0]
+        group["initial_lr"] = base
+    factors = lrs / base
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: float(factors[min(t, len(factors) - 1)]))
+
+
+def li_arora_lrs(lr: float, weight_decay: float, total_steps: int) -> np.ndarray:
+    """The exponentially growing learning rates :math:`\\tilde\\eta_t = \\eta\\,\\alpha^{-2t-1}`,
+    :math:`\\alpha = 1 - \\eta\\lambda`, ``[total_steps]``.
+
+    For a scale-invariant loss (:math:`L(c\\theta) = L(\\theta)`, e.g. every weight feeds a BatchNorm), plain SGD with
+    constant ``lr`` and ``weight_decay`` :math:`\\lambda` and SGD with these rates and no weight decay give the same
+    network function at every step: :math:`\\tilde\\theta_t = \\alpha^{-t}\\theta_t` (Li & Arora 2019, Thm. 1.1
+    without momentum).
+    """
+    if not 0 < lr * weight_decay < 1:
+        raise ValueError(f"need 0 < lr * weight_decay < 1, got {lr * weight_decay!r}")
+    alpha = 1 - lr * weight_decay
+    return lr * alpha ** (-2.0 * np.arange(total_steps) - 1)
+
+
+def scale_invariant_mlp(widths: Sequence[int], activation: str = "relu", eps: float = 1e-5, seed: int = 0
+                        ) -> nn.Sequential:
+    """``Flatten -> [Linear(no bias) -> BatchNorm(no affine) -> act]* -> Linear (frozen)``.
+
+    Every trainable weight feeds a BatchNorm, so the training loss is invariant to rescaling them; the last layer is a
+    fixed random classifier (``requires_grad=False``) so that it does not break the invariance. ``eps`` is
+    BatchNorm's, the only thing that makes the invariance approximate.
+    """
+    from .models import activation as make_act
+
+    seed_everything(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for n_in, n_out in zip(widths[:-2], widths[1:-1]):
+        layers += [nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out, affine=False, eps=eps),
+                   make_act(activation)]
+    head = nn.Linear(widths[-2], widths[-1])
+    head.requires_grad_(False)
+    return nn.Sequential(*layers, head)
+
+
+# --- one monitored run ---------------------------------------------------------------------------------------------
+
+def monitored_run(model_fn: Callable[[], nn.Module], optimizer_fn: Callable, train_data, epochs: int, *,
+                  seed: int = 0, lrs: Sequence[float] | None = None, **fit_kw) -> tuple[nn.Module, History]:
+    """Seed, build ``model_fn()``, train it with ``optimizer_fn(params)`` via ``dl.fit(track_steps=True)``.
+
+    ``lrs`` (e.g. from :func:`lr_schedule`) installs a per-step schedule. Returns ``(model, history)``.
+    """
+    seed_everything(seed)
+    model = model_fn()
+    opt = optimizer_fn([p for p in model.parameters() if p.requires_grad])
+    sched = scheduler(opt, lrs) if lrs is not None else None
+    history = fit(model, opt, train_data, epochs, track_steps=True, scheduler=sched, seed=seed, **fit_kw)
+    return model, history
+
+
+# --- the edge of stability -----------------------------------------------------------------------------------------
+
+def half_mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """:math:`\\frac{1}{2N}\\sum_i \\lVert f(x_i) - y_i \\rVert^2` for ``outputs, targets [N, C]`` (one-hot targets)."""
+    return 0.5 * (outputs - targets).pow(2).sum(1).mean()
+
+
+def eos_data(n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` Fashion-MNIST training images ``[n, 784]`` (from ``offset``), centred per pixel and divided by the global
+    std, with one-hot float targets ``[n, 10]`` -- Cohen et al.'s preprocessing, for :func:`half_mse`."""
+    from .data import load_fashion_mnist
+
+    X, y = load_fashion_mnist("train", limit=offset + n, flatten=True)
+    X, y = X[offset:], y[offset:]
+    X = X - X.mean(0)
+    return X / X.std(), F.one_hot(y, 10).to(X.dtype)
+
+
+def eos_model(width: int = 100, depth: int = 2, seed: int = 0, in_features: int = 784, out: int = 10) -> nn.Sequential:
+    """A tanh MLP ``in -> width x depth -> out`` with PyTorch's default initialization."""
+    seed_everything(seed)
+    widths = [in_features] + [width] * depth
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out))
+
+
+def sharpness(model: nn.Module, data, loss_fn: Callable = half_mse, max_iter: int = 100, tol: float = 1e-5,
+              init=None, seed: int = 0):
+    """Top Hessian eigenvalue :math:`\\lambda_{max}` of ``loss_fn`` on ``data`` (full batch) and its eigenvector,
+    by :func:`dldna_lite.hessian.top_eigenvalues` (power iteration; ``init`` = a previous eigenvector)."""
+    values, vectors = hessian.top_eigenvalues(model, loss_fn, data, k=1, max_iter=max_iter, tol=tol,
+                                              init=None if init is None else [init],
+                                              generator=torch.Generator().manual_seed(seed))
+    return values[0], vectors[0]
+
+
+def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: int = 50, power_iters: int = 10,
+                      loss_fn: Callable = half_mse, seed: int = 0) -> dict:
+    """Full-batch gradient descent :math:`\\theta \\leftarrow \\theta - \\eta \\nabla L(\\theta)` for ``steps``
+    steps, in place, measuring the sharpness every ``every`` steps.
+
+    The sharpness is ``power_iters`` power iterations warm-started from the previous eigenvector (cheap, and accurate
+    once the eigenvector moves slowly). Returns ``dict(lr, loss [T], sharp_step [K], sharpness [K], diverged_at,
+    time)`` with numpy arrays; a non-finite loss stops the run (``diverged_at`` = its 1-based step, else ``None``).
+    """
+    if lr <= 0 or steps < 1 or every < 1:
+        raise ValueError(f"need lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
+    X, Y = data
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses, sharp_step, sharp, vec, diverged_at = [], [], [], None, None
+    start = time.perf_counter()
+    for t in range(steps):
+        if t % every == 0:
+            value, vec = sharpness(model, data, loss_fn, max_iter=power_iters, tol=1e-12, init=vec, seed=seed)
+            sharp_step.append(t)
+            sharp.append(value)
+        loss = loss_fn(model(X), Y)
+        if not torch.isfinite(loss):
+            diverged_at = t + 1
+            break
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            torch._foreach_add_(params, grads, alpha=-lr)
+        losses.append(loss.item())
+    return dict(lr=lr, loss=np.array(losses), sharp_step=np.array(sharp_step), sharpness=np.array(sharp),
+                diverged_at=diverged_at, time=time.perf_counter() - start)
+
+
+def edge_plateau(run: dict, tail: float = 0.25) -> float:
+    """Mean sharpness over the last ``tail`` fraction of the measurements of a :func:`gd_with_sharpness` run."""
+    s = run["sharpness"]
+    k = max(1, int(round(tail * len(s))))
+    return float(np.mean(s[-k:]))
+
+
+# --- large batches -------------------------------------------------------------------------------------------------
+
+def batch_size_sweep(model_fn: Callable[[], nn.Module], train_data, test_data, batch_sizes: Sequence[int],
+                     epochs: int, *, base_lr: float, base_batch: int, rule: str = "linear", warmup_epochs: float = 0.0,
+                     momentum: float = 0.9, seed: int = 0, sharpness_data=None, sharpness_iters: int = 20) -> list[dict]:
+    """Train one model per batch size for the same number of epochs (SGD with momentum).
+
+    ``rule="linear"``: :math:`\\eta = \\eta_0 \\cdot B / B_0` (Goyal et al. 2017), linearly warmed up over
+    ``warmup_epochs`` epochs; ``rule="none"``: :math:`\\eta = \\eta_0` for every batch size. One row per batch size:
+    ``batch_size, lr, steps, train_loss, train_acc, test_loss, test_acc`` (full-data evaluation after training),
+    ``gap = test_loss - train_loss``, ``sharpness`` (top Hessian eigenvalue on ``sharpness_data`` if given),
+    ``time`` and ``status`` ("ok" or "diverged at step k"; the metrics are then ``None``).
+    """
+    if rule not in ("linear", "none"):
+        raise ValueError(f"unknown rule {rule!r}; choose one of linear, none")
+    rows = []
+    n = len(train_data[0])
+    for b in batch_sizes:
+        lr = base_lr * b / base_batch if rule == "linear" else base_lr
+        steps_per_epoch = math.ceil(n / b)
+        total = steps_per_epoch * epochs
+        warm = int(round(warmup_epochs * steps_per_epoch))
+        lrs = (lr_schedule("warmup_cosine", total, lr, warmup=warm, min_lr=lr) if 1 <= warm < total
+               else lr_schedule("constant", total, lr))
+        start = time.perf_counter()
+        model, h = monitored_run(model_fn, lambda p: torch.optim.SGD(p, lr=lr, momentum=momentum), train_data,
+                                 epochs, seed=seed, lrs=lrs, batch_size=b)
+        row = dict(batch_size=b, lr=lr, steps=len(h["loss"]), status=h.status)
+        if h.diverged:
+            row.update(train_loss=None, train_acc=None, test_loss=None, test_acc=None, gap=None, sharpness=None)
+        else:
+            row["train_loss"], row["train_acc"] = evaluate(model, train_data)
+            row["test_loss"], row["test_acc"] = evaluate(model, test_data)
+            row["gap"] = row["test_loss"] - row["train_loss"]
+            row["sharpness"] = (sharpness(model, sharpness_data, F.cross_entropy, max_iter=sharpness_iters,
+                                          tol=1e-3)[0] if sharpness_data is not None else None)
+        row["time"] = time.perf_counter() - start
+        rows.append(row)
+    return rows
