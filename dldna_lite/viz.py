@@ -21,6 +21,17 @@ PALETTE: dict[str, str] = {
     # paths and architectures (loss landscapes II)
     "straight line": "#7f7f7f", "Bezier curve": "#2ca02c", "skip": "#2ca02c", "no skip": "#9467bd",
     "trained": "#d62728",
+    # loss landscapes I
+    "epoch 1": "#ff7f0e", "no dropout": "#1f77b4", "dropout 0.2": "#e377c2", "filter": "#2ca02c",
+    "unnormalized": "#8c564b",
+    # training dynamics
+    "lr too low": "#9467bd", "lr good": "#2ca02c", "lr too high": "#d62728", "no clipping": "#7f7f7f",
+    "clip norm": "#1f77b4", "clip value": "#ff7f0e", "constant": "#7f7f7f", "step": "#8c564b", "cosine": "#1f77b4",
+    "warmup_cosine": "#2ca02c", "one_cycle": "#e377c2", "weight decay": "#1f77b4", "exponential lr": "#ff7f0e",
+    "BN": "#2ca02c", "no BN": "#7f7f7f", "linear scaling": "#d62728", "no scaling": "#1f77b4",
+    # modern stories
+    "no weight decay": "#7f7f7f", "clean labels": "#1f77b4", "label noise": "#d62728", "vanilla": "#1f77b4",
+    "memory_poor": "#d62728", "checkpoint": "#2ca02c", "torch_checkpoint": "#98df8a",
 }
 
 
@@ -143,15 +154,19 @@ def plot_optimizer_runs(runs: dict, axes=None, metrics=("train_loss", "test_acc"
 
 # --- loss landscapes II: persistence, wavelets, paths between minima ----------------------------------------------
 
-def plot_persistence(dgms, ax=None, title: str | None = None, labels=("$H_0$ (basins)", "$H_1$ (loops)")):
+def plot_persistence(dgms, ax=None, title: str | None = None, labels=("$H_0$ (basins)", "$H_1$ (loops)"),
+                     value_range=None):
     """Persistence diagram: one point (birth, death) per feature, in loss units; the essential $H_0$ class (death
-    ``inf``) is drawn on a dashed line at the top. ``dgms`` = ``[H0, H1, ...]`` arrays ``[n, 2]``. Returns the axis."""
+    ``inf``) is drawn on a dashed line at the top. ``dgms`` = ``[H0, H1, ...]`` arrays ``[n, 2]``; ``value_range``
+    = (min, max) of the surface sets the axes (default: the finite values). Returns the axis."""
     import numpy as np
 
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.4), constrained_layout=True)
-    finite = np.concatenate([d[np.isfinite(d)] for d in dgms if len(d)])
-    lo, hi = finite.min(), finite.max()
+    if value_range is None:
+        finite = np.concatenate([d[np.isfinite(d)] for d in dgms if len(d)])
+        value_range = (finite.min(), finite.max())
+    lo, hi = value_range
     top = hi + 0.08 * (hi - lo + 1e-12)
     for k, (dgm, label) in enumerate(zip(dgms, labels)):
         if not len(dgm):
@@ -259,3 +274,223 @@ def plot_singular_values(spectra: dict, ax=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return ax
+
+
+# --- loss landscapes I: slices and spectra ------------------------------------------------------------------------
+
+def plot_landscape_1d(curves: dict, ax=None, key: str = "loss", xlabel: str = r"step along the direction $\alpha$",
+                      title: str | None = None, logy: bool = False):
+    """1D slices: ``curves`` maps a label (palette name) to a dict with ``alpha`` and ``key`` arrays (as returned
+    by :func:`dldna_lite.landscape.scan_1d` / ``interpolate``). Returns the axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.4, 3.2), constrained_layout=True)
+    for k, (label, c) in enumerate(curves.items()):
+        ax.plot(c["alpha"], c[key], color=color(label, k), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel({"loss": "loss (cross-entropy)", "acc": "accuracy (fraction)"}.get(key, key))
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_landscape_contour(scan: dict, ax=None, levels: int = 12, title: str | None = None, log: bool = True,
+                           xlabel: str = r"$\alpha$ (direction 1)", ylabel: str = r"$\beta$ (direction 2)"):
+    """Labelled contour lines of a 2D slice ``scan = dict(xs, ys, loss [Y, X])`` (:func:`landscape.scan_2d`),
+    log-spaced levels by default, the centre (the model itself) marked. Returns the axis."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.8, 3.4), constrained_layout=True)
+    Z = np.asarray(scan["loss"], dtype=float)
+    lv = np.geomspace(max(Z.min(), 1e-4), Z.max(), levels) if log else np.linspace(Z.min(), Z.max(), levels)
+    ax.contourf(scan["xs"], scan["ys"], Z, levels=lv, cmap="viridis", norm=_log_norm() if log else None, alpha=0.85)
+    lines = ax.contour(scan["xs"], scan["ys"], Z, levels=lv, colors="white", linewidths=0.6)
+    ax.clabel(lines, lines.levels[::2], fmt="%.2g", fontsize=6)
+    ax.plot(0, 0, "*", color="gold", ms=10, mec="black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_landscape_3d(scan: dict, ax=None, title: str | None = None, log: bool = False, zmax: float | None = None):
+    """3D surface of a 2D slice ``scan = dict(xs, ys, loss [Y, X])``; ``zmax`` clips tall walls. Returns the axis."""
+    import numpy as np
+
+    if ax is None:
+        fig = plt.figure(figsize=(4.2, 3.6), constrained_layout=True)
+        ax = fig.add_subplot(projection="3d")
+    Z = np.asarray(scan["loss"], dtype=float)
+    if zmax is not None:
+        Z = np.minimum(Z, zmax)
+    Z = np.log10(Z) if log else Z
+    Xg, Yg = np.meshgrid(scan["xs"], scan["ys"])
+    ax.plot_surface(Xg, Yg, Z, cmap="viridis", linewidth=0, antialiased=True, alpha=0.9)
+    ax.set_xlabel(r"$\alpha$")
+    ax.set_ylabel(r"$\beta$")
+    ax.set_zlabel("log10 loss" if log else "loss")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_hessian_spectrum(densities: dict, ax=None, logy: bool = True):
+    """Hessian eigenvalue densities from :func:`dldna_lite.hessian.eigen_density` (one line per label, palette
+    colours), log density axis so that the few large outliers stay visible. Returns the axis."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    for k, (label, d) in enumerate(densities.items()):
+        dens = np.asarray(d["density"], dtype=float)
+        ax.plot(d["grid"], np.maximum(dens, 1e-8) if logy else dens, color=color(label, k), label=label)
+    ax.set_xlabel(r"eigenvalue $\lambda$ of the Hessian")
+    ax.set_ylabel("density (smoothed)")
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1e-6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+# --- training dynamics --------------------------------------------------------------------------------------------
+
+_MONITOR_LABELS = {"loss": "minibatch loss", "grad_norm": r"gradient norm $\|g_t\|_2$",
+                   "param_change": r"step $\|\Delta\theta_t\|_2$", "weight_norm": r"weight norm $\|\theta_t\|_2$",
+                   "loss_improvement": r"improvement $L_{t-1}-L_t$", "relative_update": r"$\|\Delta\theta_t\|/\|\theta_t\|$",
+                   "lr": r"learning rate $\eta_t$"}
+
+
+def plot_monitor(monitors: dict, keys=("loss", "grad_norm", "param_change", "weight_norm", "loss_improvement"),
+                 axes=None, smooth: int = 1, log=("loss", "grad_norm", "param_change", "relative_update")):
+    """The monitor of :func:`dldna_lite.dynamics.monitor`, one panel per key, one line per run (``monitors`` maps a
+    label, a palette name, to a monitor dict). ``smooth`` = moving-average window (steps). Returns the axes."""
+    import numpy as np
+
+    if axes is None:
+        _, axes = plt.subplots(1, len(keys), figsize=(3.1 * len(keys), 2.7), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    for k, (label, mon) in enumerate(monitors.items()):
+        for ax, key in zip(axes, keys):
+            v = np.asarray(mon[key], dtype=float)
+            steps = np.arange(len(mon["loss"]) - len(v) + 1, len(mon["loss"]) + 1)
+            keep = np.isfinite(v)
+            v, steps = v[keep], steps[keep]
+            if smooth > 1 and len(v) >= smooth:
+                v = np.convolve(v, np.ones(smooth) / smooth, mode="valid")
+                steps = steps[smooth - 1:]
+            ax.plot(steps, v, color=color(label, k), label=label, lw=1)
+    for ax, key in zip(axes, keys):
+        ax.set_xlabel("step")
+        ax.set_ylabel(_MONITOR_LABELS.get(key, key), fontsize=8)
+        if key in log:
+            ax.set_yscale("log")
+        if key == "loss_improvement":
+            ax.axhline(0, color="black", lw=0.6)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return axes
+
+
+def plot_sharpness(runs: dict, axes=None):
+    """Edge of stability: for each ``label -> run`` of :func:`dldna_lite.dynamics.gd_with_sharpness`, the sharpness
+    over steps with its 2/eta line (left) and the full-batch loss (right). Returns the axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    for k, (label, run) in enumerate(runs.items()):
+        c = color(label, k)
+        axes[0].plot(run["sharp_step"], run["sharpness"], marker=".", color=c, label=label)
+        axes[0].axhline(2 / run["lr"], color=c, ls="--", lw=0.8)
+        axes[1].plot(range(1, len(run["loss"]) + 1), run["loss"], color=c, lw=1, label=label)
+    axes[0].set_ylabel(r"sharpness $\lambda_{max}(\nabla^2 L)$")
+    axes[0].set_title(r"dashed: $2/\eta$", fontsize=9)
+    axes[1].set_ylabel("full-batch loss (½ MSE)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step of gradient descent")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return axes
+
+
+
+# ------------------------------------------------------------------------------------------ modern stories
+def plot_grokking(runs: dict, ax=None, threshold: float | None = None):
+    """Grokking: train (dashed) and validation (solid) accuracy against the step, log axis, for each
+    ``label -> run`` of :func:`dldna_lite.stories.train_grokking`; ``threshold`` draws a horizontal line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
+    for k, (label, run) in enumerate(runs.items()):
+        c = color(label, k)
+        ax.plot(run["step"], 100 * run["train_acc"], ls="--", color=c, label=f"{label}: train")
+        ax.plot(run["step"], 100 * run["val_acc"], color=c, label=f"{label}: validation")
+    if threshold is not None:
+        ax.axhline(100 * threshold, color="black", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("optimization step (full batch, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_double_descent(curves: dict, axes=None):
+    """Double descent: test error (left) and test MSE (right, log) against the number of random features (log),
+    one curve per ``label -> curve`` of :func:`dldna_lite.stories.double_descent_curve`; the dotted line is the
+    interpolation threshold (#features = #training samples)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    for k, (label, curve) in enumerate(curves.items()):
+        c = color(label, k)
+        axes[0].plot(curve["features"], 100 * curve["test_error"], marker=".", color=c, label=f"{label}: test")
+        axes[0].plot(curve["features"], 100 * curve["train_error"], ls="--", color=c, lw=0.8,
+                     label=f"{label}: train")
+        axes[1].plot(curve["features"], curve["test_mse"], marker=".", color=c, label=label)
+    n = next(iter(curves.values()))["n_train"]
+    for ax in axes:
+        ax.axvline(n, color="black", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("number of random features $K$ (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("classification error (%)")
+    axes[1].set_ylabel("test MSE to one-hot targets")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    return axes
+
+
+def plot_backprop_cost(profile: dict, axes=None):
+    """Memory of backprop: peak stored activations (left) and time of one forward+backward (right) against depth
+    ``n`` (log-log), per strategy of :func:`dldna_lite.stories.backprop_profile`, with the theory curves
+    ``n + 1``, ``2√n`` and a constant on the left."""
+    import numpy as np
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.3), constrained_layout=True)
+    for k, (name, res) in enumerate(profile.items()):
+        c = color(name, k)
+        axes[0].plot(res["depth"], res["peak"], marker="o", color=c, label=name)
+        axes[1].plot(res["depth"], 1e3 * np.asarray(res["time"]), marker="o", color=c, label=name)
+    n = np.asarray(next(iter(profile.values()))["depth"], dtype=float)
+    for curve, text in ((n + 1, "$n+1$"), (2 * np.sqrt(n), r"$2\sqrt{n}$"), (np.full_like(n, 3.0), "3")):
+        axes[0].plot(n, curve, color="black", ls=":", lw=0.8)
+        axes[0].annotate(text, (n[-1], curve[-1]), fontsize=8, xytext=(4, 0), textcoords="offset points")
+    axes[0].set_ylabel("peak stored activations (count)")
+    axes[1].set_ylabel("forward + backward time (ms)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("depth $n$ (blocks, log scale)")
+        ax.grid(alpha=0.3)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    axes[1].legend(fontsize=7)
+    return axes
