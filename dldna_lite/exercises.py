@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import stories
+
 # --------------------------------------------------------------------------------------------- the problems
 #: Exercise 1: one weight, one example, L(w) = ½ (w·x − y)², plain SGD with learning rate ``lr`` from ``w0``.
 SGD_PROBLEM = dict(x=2.0, y=4.0, w0=0.5, lr=0.1)
@@ -679,29 +681,20 @@ def modular_addition_data(p: int = GROKKING_SETUP["p"], train_fraction: float = 
                           seed: int = GROKKING_SETUP["seed"]):
     """All pairs ``(a, b)`` with label ``(a + b) mod p``, split at random: ``((X_tr, y_tr), (X_val, y_val))``.
 
-    ``X`` is int64 ``[N, 2]`` (the two operands), ``y`` int64 ``[N]``.
+    ``X`` is int64 ``[N, 2]`` (the two operands), ``y`` int64 ``[N]``: the chapter's
+    :func:`dldna_lite.stories.modular_addition` with this exercise's defaults.
     """
-    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
-    X = torch.stack([a.flatten(), b.flatten()], 1)
-    y = (X[:, 0] + X[:, 1]) % p
-    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
-    n = int(train_fraction * len(X))
-    return (X[perm[:n]], y[perm[:n]]), (X[perm[n:]], y[perm[n:]])
+    return stories.modular_addition(p, train_fraction, seed)
 
 
-class ModularAdditionMLP(nn.Module):
-    """Embed each operand (``p → dim``), concatenate, ``Linear(2·dim, width) → ReLU → Linear(width, p)``.
+class ModularAdditionMLP(stories.ModularMLP):
+    """The chapter's :class:`dldna_lite.stories.ModularMLP` with this exercise's ``p`` as default.
 
     ``[N, 2]`` int64 operands → ``[N, p]`` logits.
     """
 
     def __init__(self, p: int = GROKKING_SETUP["p"], dim: int = 64, width: int = 128):
-        super().__init__()
-        self.embed = nn.Embedding(p, dim)
-        self.mlp = nn.Sequential(nn.Linear(2 * dim, width), nn.ReLU(), nn.Linear(width, p))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.embed(x).flatten(1))
+        super().__init__(p, dim, width)
 
 
 @checker
@@ -743,18 +736,15 @@ def double_descent_data():
         s = DOUBLE_DESCENT_SETUP
         X_tr, y_tr = load_fashion_mnist("train", limit=s["n_train"], flatten=True)
         X_te, y_te = load_fashion_mnist("test", limit=s["n_test"], flatten=True)
-        X_tr, X_te = X_tr.double(), X_te.double()
-        mean = X_tr.mean(0)
-        W = torch.randn(784, s["max_features"], generator=torch.Generator().manual_seed(s["seed"]),
-                        dtype=torch.float64) / math.sqrt(784)
-        _DD_CACHE["data"] = (torch.relu((X_tr - mean) @ W), y_tr, torch.relu((X_te - mean) @ W), y_te)
+        W, mean = stories.random_features(X_tr, s["max_features"], generator=torch.Generator().manual_seed(s["seed"]))
+        _DD_CACHE["data"] = (stories.apply_features(X_tr, W, mean), y_tr, stories.apply_features(X_te, W, mean), y_te)
     return tuple(t.clone() for t in _DD_CACHE["data"])
 
 
 def double_descent_reference(k: int) -> float:
     """Test error of the minimum-norm least-squares fit (one-hot targets) on the first ``k`` random features."""
     F_tr, y_tr, F_te, y_te = double_descent_data()
-    B = torch.linalg.lstsq(F_tr[:, :k], F.one_hot(y_tr, 10).double(), driver="gelsd").solution
+    B = stories.min_norm_fit(F_tr[:, :k], F.one_hot(y_tr, 10).double())
     return (F_te[:, :k] @ B).argmax(1).ne(y_te).double().mean().item()
 
 
