@@ -179,7 +179,12 @@ def torchvision_root(root: str | os.PathLike | None = None) -> Path:
     return root
 
 
-if __name__ == "__main__":  # `python -m dldna_lite.data`: find, decode and cache both splits (used by `make`)
-    for _split in SPLITS:
-        _images, _labels = load_raw(_split)
-        print(f"Fashion-MNIST {_split}: {len(_images)} images cached in {cache_dir()}")
+def cache_all() -> None:
+    """Find, decode and cache both splits, saying where they are (``make`` runs this once during set-up)."""
+    for split in SPLITS:
+        images, _ = load_raw(split)
+        print(f"Fashion-MNIST {split}: {len(images)} images cached in {cache_dir()}")
+
+
+if __name__ == "__main__":
+    cache_all()

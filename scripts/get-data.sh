@@ -18,4 +18,4 @@ if [ -z "${DLDNA_DATA_DIR:-}" ] && [ ! -f "$DEBIAN_FILE" ] && [ ! -f "$CACHE/fas
          "or let torchvision download them (needs the internet)."
   fi
 fi
-"$PY" -m dldna_lite.data
+"$PY" -c "from dldna_lite.data import cache_all; cache_all()"
