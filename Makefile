@@ -8,7 +8,7 @@ CACHE := $(or $(DLDNA_CACHE_DIR),$(HOME)/.cache/dldna_lite)
 DATA := $(CACHE)/fashion_mnist_test.npz
 PORT ?= 8000
 
-.PHONY: setup data book test serve sync lock benchmarks clean
+.PHONY: setup data book test serve sync lock benchmarks check-html clean
 .DEFAULT_GOAL := book
 
 setup: $(STAMP) $(DATA)
@@ -45,6 +45,12 @@ sync:  ## regenerate the paired .ipynb files (no outputs) from the MyST .md sour
 
 lock:  ## refresh the exact versions used for local set-up
 	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+check-html:  ## after `make book`: sliders, math and no network in headless Chromium (needs apt's chromium)
+	command -v chromium >/dev/null || apt-get install -y -q chromium
+	$(BIN)/pip install -q playwright
+	python3 -m http.server 8765 --bind 127.0.0.1 --directory _build/html >/dev/null 2>&1 & pid=$$!; sleep 1; \
+	  $(BIN)/python scripts/check_html.py _build/html; rc=$$?; kill $$pid; exit $$rc
 
 benchmarks: setup
 	$(BIN)/python benchmarks/train_throughput.py
