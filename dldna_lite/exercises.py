@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import stories
+from .hessian import exact_hessian
 
 # --------------------------------------------------------------------------------------------- the problems
 #: Exercise 1: one weight, one example, L(w) = ½ (w·x − y)², plain SGD with learning rate ``lr`` from ``w0``.
@@ -570,21 +571,6 @@ def tiny_hessian_problem():
     gen = torch.Generator().manual_seed(10)
     data = (torch.randn(40, 5, generator=gen, dtype=torch.float64), torch.randint(0, 3, (40,), generator=gen))
     return net, F.cross_entropy, data
-
-
-def exact_hessian(model: nn.Module, loss_fn: Callable, data) -> torch.Tensor:
-    """The full Hessian ``[P, P]`` of ``loss_fn(model(X), y)`` w.r.t. all parameters (flattened, in order)."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
-    X, y = data
-
-    def loss_of(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        params = {n: t.view(s) for n, t, s in zip(names, parts, shapes)}
-        return loss_fn(torch.func.functional_call(model, params, (X,)), y)
-
-    return torch.func.jacrev(torch.func.jacrev(loss_of))(flat0)  # reverse over reverse: no forward-AD warning
 
 
 def top_eigenvalue_reference(model, loss_fn, data) -> float:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 __all__ = ["hvp", "top_eigenvalues", "hessian_trace", "eigen_density", "lanczos", "density_on_grid",
-           "HessianOperator"]
+           "HessianOperator", "exact_hessian"]
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
@@ -247,3 +247,23 @@ def eigen_density(model: nn.Module, loss_fn: Callable, data, n_iter: int = 100, 
     grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, grid_size)
     return dict(nodes=nodes, weights=weights, grid=grid, density=density_on_grid(nodes, weights, grid, sigma),
                 sigma=sigma)
+
+
+def exact_hessian(model: nn.Module, loss_fn: Callable, data) -> torch.Tensor:
+    """The full Hessian ``[P, P]`` of ``loss_fn(model(X), y)`` w.r.t. all parameters (flattened, in order).
+
+    The dense reference for tiny networks (P of a few hundred at most), built by
+    ``torch.autograd.functional.hessian`` independently of the Hessian-vector products above; tests and exercise
+    checkers compare the matrix-free estimates with it.
+    """
+    X, y = data
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def loss_of(flat):
+        parts = torch.split(flat, [math.prod(s) for s in shapes])
+        params = {n: t.view(s) for n, t, s in zip(names, parts, shapes)}
+        return loss_fn(torch.func.functional_call(model, params, (X,)), y)
+
+    return torch.autograd.functional.hessian(loss_of, flat0)

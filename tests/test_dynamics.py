@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import dynamics as dyn
+from dldna_lite.hessian import exact_hessian
 from dldna_lite.train import History
 
 
@@ -180,20 +181,7 @@ def test_sharpness_matches_exact_hessian():
     model = dyn.eos_model(width=5, depth=2, seed=1, in_features=4, out=3).double()
     X = torch.randn(30, 4, dtype=torch.float64)
     Y = F.one_hot(torch.randint(0, 3, (30,)), 3).double()
-    params = list(model.parameters())
-    shapes = [p.shape for p in params]
-    flat0 = torch.cat([p.detach().flatten() for p in params])
-
-    def loss_of(flat):
-        chunks, i = [], 0
-        for s in shapes:
-            n = math.prod(s)
-            chunks.append(flat[i:i + n].view(s))
-            i += n
-        out = torch.func.functional_call(model, dict(zip([n for n, _ in model.named_parameters()], chunks)), (X,))
-        return dyn.half_mse(out, Y)
-
-    H = torch.autograd.functional.hessian(loss_of, flat0)
+    H = exact_hessian(model, dyn.half_mse, (X, Y))
     exact = torch.linalg.eigvalsh(H)
     top = exact[exact.abs().argmax()].item()
     value, _ = dyn.sharpness(model, (X, Y), max_iter=2000, tol=1e-12)
