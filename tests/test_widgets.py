@@ -41,3 +41,18 @@ def test_live_mode_builds_ipywidgets(monkeypatch):
     slider, dropdown = box.children[0].children
     assert slider.value == 0.1 and dropdown.value == "sgd"
     slider.value = 1.0  # the callback redraws without error
+
+
+def test_frames_are_palette_pngs_and_the_stated_size_is_the_real_one():
+    import base64
+    import io
+
+    from PIL import Image
+
+    html = widgets.static_html(_draw, {"lr": [0.1, 1.0], "method": ["sgd"]}, {"lr": 0.1, "method": "sgd"})
+    frames = re.findall(r'"(iVBOR[A-Za-z0-9+/=]+)"', html)
+    assert len(frames) == 2
+    assert all(Image.open(io.BytesIO(base64.b64decode(f))).mode == "P" for f in frames)
+    script = html[html.index("<script>"):]
+    stated = int(re.search(r"2 precomputed frames, (\d+) kB", html).group(1))
+    assert abs(stated - (sum(map(len, frames)) + len(script)) / 1024) < 1
