@@ -36,7 +36,8 @@ from .train import progress_enabled
 
 NORMS = ("filter", "layer", "none")
 __all__ = ["NORMS", "random_direction", "hessian_directions", "interpolate", "scan_1d", "scan_2d", "scan_2d_naive",
-           "rescale_layers", "direction_norms", "ResidualMLP", "nonconvex_fraction"]
+           "rescale_layers", "direction_norms", "ResidualMLP", "nonconvex_fraction", "point_evaluator",
+           "evaluate_points"]
 
 
 # --------------------------------------------------------------------------------------------------- directions
@@ -231,7 +232,7 @@ class _Evaluator:
     @torch.no_grad()
     def batch(self, coords) -> tuple[np.ndarray, np.ndarray]:
         """Loss and accuracy ``[G]`` at the points ``coords [G, k]``."""
-        coords = torch.as_tensor(np.asarray(coords, dtype=float))
+        coords = torch.as_tensor(np.asarray(coords, dtype=float), device=self.origin[0].device)
         losses, accs = [], []
         for start in range(0, len(coords), self.chunk):
             c = coords[start:start + self.chunk]
@@ -240,15 +241,41 @@ class _Evaluator:
                 inputs = self.inputs.expand(len(c), *self.inputs.shape)
             else:
                 prods = self.fast["prods"]
-                weights = torch.cat([torch.ones(len(c), 1, dtype=prods.dtype), c.to(prods.dtype)], 1)
+                weights = torch.cat([torch.ones(len(c), 1, dtype=prods.dtype, device=prods.device),
+                                     c.to(prods.dtype)], 1)
                 inputs = (weights @ prods).view(len(c), *self.fast["shape"])   # first layer at G points: one matmul
             out = self._forward(params, inputs)
             losses.append(self._losses(out))
             if self.y.dim() == 1 and out.dim() == 3:
                 accs.append((out.argmax(-1) == self.y).double().mean(-1))
             else:
-                accs.append(torch.full((len(c),), float("nan"), dtype=torch.float64))
-        return torch.cat(losses).numpy(), torch.cat(accs).numpy()
+                accs.append(torch.full((len(c),), float("nan"), dtype=torch.float64, device=c.device))
+        return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()
+
+
+def point_evaluator(model: nn.Module, dirs, loss_fn: Callable, data, fast: bool = True) -> _Evaluator:
+    """The scan engine for the ``k = len(dirs)`` directions, built once; call ``.batch(coords)`` on it.
+
+    ``.batch(coords [G, k])`` returns numpy ``(loss [G], acc [G])`` at the points
+    ``θ* + Σ_c coords[:, c] dirs[c]``; ``.chunk`` is how many points it evaluates at once. Model, directions
+    and ``data = (X, y)`` may live on a CUDA device (all on the same one). Two calls with the same ``coords``
+    run the same floating-point operations, so the result of a point does not depend on which process or
+    call evaluates it, only on the batch it came in (:mod:`dldna_lite.scan` splits grids into fixed batches).
+    """
+    checked = [_check_direction(model, d, f"dirs[{i}]") for i, d in enumerate(dirs)]
+    if not checked:
+        raise ValueError("dirs must hold at least one direction")
+    return _Evaluator(model, checked, loss_fn, data, fast=fast)
+
+
+def evaluate_points(model: nn.Module, dirs, coords, loss_fn: Callable, data, fast: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and accuracy ``[G]`` at the points ``θ* + Σ_c coords[:, c] dirs[c]`` for ``coords [G, len(dirs)]``
+    (one-shot :func:`point_evaluator`; ``model`` is unchanged)."""
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] != len(dirs):
+        raise ValueError(f"coords must have shape [G, {len(dirs)}] (one column per direction), got {coords.shape}")
+    return point_evaluator(model, dirs, loss_fn, data, fast=fast).batch(coords)
 
 
 def _progress(total: int, desc: str, progress: bool | None):

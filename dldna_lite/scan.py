@@ -1,0 +1,380 @@
+"""``python -m dldna_lite.scan``: a filter-normalized loss-landscape scan of a checkpoint, on one process or many.
+
+One process::
+
+    python -m dldna_lite.scan --checkpoint mlp.pt --grid 51 --range -1 1 --out scan.npz
+
+The same scan split over 4 processes of this machine, or over 2 machines with 8 GPUs each (run on both nodes)::
+
+    torchrun --standalone --nproc_per_node=4 -m dldna_lite.scan --checkpoint mlp.pt --out scan.npz
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=host0:29500 \\
+        -m dldna_lite.scan --checkpoint mlp.pt --out scan.npz
+
+How the numbers stay the same whatever the number of processes:
+
+* **Directions** come from a shared seed: every rank draws them from a CPU ``torch.Generator`` seeded with
+  ``--seed`` on a CPU copy of the model (no broadcast needed); the ranks then compare a hash of them and stop
+  if they disagree.
+* **Work split**: the grid's points, in row-major order, are cut into chunks of a fixed size (one grid row for a
+  2D scan, the engine's batch for 1D) that does not depend on the number of processes; round ``r`` gives rank ``k``
+  chunk ``r * world_size + k``; every chunk is one call of the scan engine (:func:`landscape.point_evaluator`),
+  so each point sees the same floating-point operations wherever it runs. Rank 0 gathers each round.
+* **Threads**: each process uses ``cores // processes per node`` intra-op threads;
+  :func:`distributed.reproducible_blas` makes MKL's matrix products independent of that count, and one serial
+  warm-up evaluation (:func:`distributed.warm_up_serially`) keeps MKL's vector math (``exp``, ``log``) from
+  picking a low-accuracy kernel in a race on its first multi-threaded call.
+* **Resume**: rank 0 rewrites ``<out>.partial.npz`` atomically after every round (chunks done, their values and a
+  header describing the scan). A rerun with the same arguments skips the chunks done, with any number of
+  processes; a different scan refuses to reuse the file unless ``--restart`` is given.
+
+Checkpoints: :func:`save_checkpoint` writes ``{"format", "model", "kwargs", "state_dict"}``, which
+``torch.load(weights_only=True)`` reads; a bare ``state_dict`` works with ``--model`` and ``--model-kwargs``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from . import distributed, landscape, models
+from .data import SPLITS, load_fashion_mnist
+from .train import progress_enabled
+
+__all__ = ["MODELS", "build_model", "save_checkpoint", "load_checkpoint", "model_hash", "tensors_hash",
+           "grid_coords", "scan_directions", "run_scan", "main"]
+
+#: Model names a checkpoint may name: :func:`dldna_lite.models.build`'s, plus the chapter's residual MLP.
+MODELS = {**models.MODELS, "residual": landscape.ResidualMLP}
+CHECKPOINT_FORMAT = "dldna_lite.checkpoint/1"
+SCAN_FORMAT = "dldna_lite.scan/1"
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+def build_model(name: str, kwargs: dict | None = None) -> nn.Module:
+    """``MODELS[name](**kwargs)``; ``ValueError`` for an unknown name (listing the valid ones) or bad kwargs."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    try:
+        return MODELS[name](**(kwargs or {}))
+    except TypeError as err:
+        raise ValueError(f"model {name!r} does not accept kwargs {kwargs}: {err}") from None
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str, **kwargs) -> Path:
+    """Write ``model``'s weights with the recipe to rebuild it (``MODELS[name](**kwargs)``) to ``path``.
+
+    The file is a dict ``{"format", "model": name, "kwargs": kwargs, "state_dict"}`` of plain types and CPU
+    tensors, so ``torch.load(path, weights_only=True)`` reads it. Checks first that the recipe rebuilds a model
+    the weights fit (``ValueError`` otherwise) and that ``kwargs`` are JSON values (no modules). Atomic write.
+    """
+    try:
+        json.dumps(kwargs)
+    except TypeError as err:
+        raise ValueError(f"kwargs must be JSON values (numbers, strings, lists, dicts), got {kwargs}: {err}") from None
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    try:
+        build_model(name, kwargs).load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"the model's weights do not fit {name}(**{kwargs}): {err}") from None
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _read(path: Path):
+    """``torch.load(path, weights_only=True)`` with a clear error for a missing or unreadable file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; write one with "
+                                "dldna_lite.scan.save_checkpoint(model, path, name, **kwargs) "
+                                "or torch.save(model.state_dict(), path)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:          # truncated zip, not a torch file, pickled classes weights_only refuses, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"cannot read checkpoint {path} ({type(err).__name__}: {first}); it must be written by "
+                         "save_checkpoint or be a state_dict saved with torch.save, readable by "
+                         "torch.load(weights_only=True)") from None
+
+
+def _canonical(kwargs: dict) -> str:
+    return json.dumps(kwargs, sort_keys=True)          # tuples and lists compare equal, as in JSON
+
+
+def load_checkpoint(path: str | os.PathLike, model: str | None = None, model_kwargs: dict | None = None
+                    ) -> tuple[nn.Module, str, dict]:
+    """``(model in eval mode, name, kwargs)`` from a :func:`save_checkpoint` file or a bare state_dict.
+
+    A bare state_dict needs ``model`` (and ``model_kwargs`` unless the defaults fit); for a
+    :func:`save_checkpoint` file they are optional and must agree with the file when given. Missing file:
+    ``FileNotFoundError``; unreadable file, unknown model, weights that do not fit: ``ValueError`` saying what to do.
+    """
+    path = Path(path)
+    obj = _read(path)
+    if isinstance(obj, dict) and "state_dict" in obj and "model" in obj:
+        name, kwargs, state = obj["model"], dict(obj.get("kwargs") or {}), obj["state_dict"]
+        if model is not None and model != name:
+            raise ValueError(f"--model {model!r} but checkpoint {path} holds a {name!r} model; drop --model")
+        if model_kwargs is not None and _canonical(model_kwargs) != _canonical(kwargs):
+            raise ValueError(f"--model-kwargs {model_kwargs} but checkpoint {path} was saved with {kwargs}; "
+                             "drop --model-kwargs")
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if model is None:
+            raise ValueError(f"checkpoint {path} is a bare state_dict: name its model with --model "
+                             f"({', '.join(MODELS)}) and, unless the defaults fit, --model-kwargs as JSON")
+        name, kwargs, state = model, dict(model_kwargs or {}), obj
+    else:
+        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, neither a save_checkpoint dict "
+                         "(keys model, kwargs, state_dict) nor a state_dict of tensors")
+    net = build_model(name, kwargs)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path} does not fit model {name!r} with kwargs {kwargs} "
+                         f"(check --model / --model-kwargs): {err}") from None
+    return net.eval(), name, kwargs
+
+
+def tensors_hash(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 (hex) over ``name | dtype | shape | raw bytes`` of each tensor, in the order given."""
+    h = hashlib.sha256()
+    for name, t in named:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_hash(model: nn.Module) -> str:
+    """sha256 of the state_dict (parameters and buffers), names sorted: the same weights give the same hash."""
+    return tensors_hash(sorted(model.state_dict().items()))
+
+
+# ---------------------------------------------------------------------------------------------------- the scan
+def grid_coords(dims: int, grid: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(xs [grid], coords [P, dims])``: ``xs = linspace(lo, hi, grid)`` and the points in row-major order,
+    point ``i * grid + j`` = ``(xs[j], xs[i])`` in 2D (``P = grid²``; row ``i`` is ``y = xs[i]``, as in
+    :func:`landscape.scan_2d`), ``xs[j]`` in 1D."""
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    if not isinstance(grid, int) or grid < 2:
+        raise ValueError(f"grid must be an int >= 2 (points per axis), got {grid!r}")
+    if not np.isfinite([lo, hi]).all() or lo >= hi:
+        raise ValueError(f"range must be two finite numbers LO < HI, got {lo!r} {hi!r}")
+    xs = np.linspace(lo, hi, grid)
+    if dims == 1:
+        return xs, xs[:, None]
+    return xs, np.stack([np.tile(xs, grid), np.repeat(xs, grid)], 1)
+
+
+def scan_directions(model: nn.Module, dims: int, seed: int, norm: str = "filter") -> list[list[torch.Tensor]]:
+    """``dims`` directions from one CPU ``torch.Generator`` seeded with ``seed`` (d1 first), computed on a CPU
+    copy of the weights: every rank, on any device, gets the same bits. Biases are not perturbed
+    (:func:`landscape.random_direction`'s default)."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    cpu = model if all(p.device.type == "cpu" for p in model.parameters()) else _cpu_copy(model)
+    gen = torch.Generator().manual_seed(seed)
+    return [landscape.random_direction(cpu, norm, generator=gen) for _ in range(dims)]
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).cpu()
+
+
+def _load_data(split: str, n_eval: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not isinstance(n_eval, int) or n_eval < 1:
+        raise ValueError(f"n_eval must be a positive int, got {n_eval!r}")
+    X, y = load_fashion_mnist(split, limit=n_eval, flatten=True)
+    if len(X) < n_eval:
+        raise ValueError(f"n_eval={n_eval} but the {split} split has only {len(X)} images")
+    return X.to(device), y.to(device)
+
+
+def run_scan(checkpoint: str | os.PathLike, out: str | os.PathLike, *, model: str | None = None,
+             model_kwargs: dict | None = None, dims: int = 2, grid: int = 51,
+             range_: Sequence[float] = (-1.0, 1.0), seed: int = 0, norm: str = "filter", n_eval: int = 1000,
+             split: str = "test", chunk: int | None = None, restart: bool = False,
+             ctx: distributed.Context | None = None, progress: bool | None = None) -> dict | None:
+    """Scan the cross-entropy of ``checkpoint`` on ``n_eval`` Fashion-MNIST images over a ``grid``-point (per
+    axis) line or plane through the weights, write ``out`` (``.npz``) and return its contents (rank 0; other
+    ranks return ``None``). ``ctx`` is the process group (:func:`distributed.setup`); ``None``: one process.
+
+    The file holds ``loss``/``acc`` (``[grid, grid]``, row ``i`` at ``y = xs[i]``; ``[grid]`` in 1D), ``xs``,
+    ``ys`` (2D), ``coords [P, dims]``, ``seed``, ``model_hash``, ``direction_hash``, ``chunk`` and ``header``
+    (JSON of everything that defines the values). It never records the number of processes, so the file is the
+    same for any. ``chunk`` (points per chunk): default one grid row in 2D, the engine's batch in 1D.
+    """
+    ctx = ctx or distributed.Context()
+    lo, hi = (float(v) for v in range_)
+    xs, coords = grid_coords(dims, grid, lo, hi)
+    engine, recipe = _engine(ctx, checkpoint, model, model_kwargs, dims, seed, norm, split, n_eval)
+    chunk = chunk or (grid if dims == 2 else engine.chunk)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    header = dict(format=SCAN_FORMAT, **recipe, dims=dims, grid=grid, range=[lo, hi], seed=seed, norm=norm,
+                  n_eval=n_eval, split=split, chunk=chunk, loss="cross_entropy")
+    out = Path(out)
+    part, todo = _open_partial(ctx, out, header, len(coords), chunk, restart)
+    start_time = time.perf_counter()
+    _scan_rounds(ctx, engine, coords, chunk, part, todo, dims, progress)
+    if not ctx.is_main:
+        return None
+    result = _result(part, header, xs, coords)
+    distributed.atomic_savez(out, **result)
+    part.remove()
+    result["seconds"] = time.perf_counter() - start_time
+    result["resumed_chunks"] = len(part.bounds) - len(todo)
+    return result
+
+
+def _engine(ctx, checkpoint, model, model_kwargs, dims: int, seed: int, norm: str, split: str, n_eval: int):
+    """The scan engine on ``ctx.device`` (warmed up) and the header fields naming the model and directions; the
+    ranks check that they loaded the same weights and drew the same directions."""
+    net, name, kwargs = load_checkpoint(checkpoint, model, model_kwargs)
+    dirs = scan_directions(net, dims, seed, norm)
+    recipe = dict(model=name, model_kwargs=kwargs, model_hash=model_hash(net),
+                  direction_hash=tensors_hash((f"d{c}.{i}", t) for c, d in enumerate(dirs) for i, t in enumerate(d)))
+    distributed.check_same(ctx, (recipe["model_hash"], recipe["direction_hash"]), "the model and direction hashes")
+    net = net.to(ctx.device)
+    dirs = [[t.to(ctx.device) for t in d] for d in dirs]
+    engine = landscape.point_evaluator(net, dirs, F.cross_entropy, _load_data(split, n_eval, ctx.device))
+    distributed.warm_up_serially(engine.batch, np.zeros((1, dims)))   # settles MKL's kernel choice before threads race
+    return engine, recipe
+
+
+def _scan_rounds(ctx, engine, coords: np.ndarray, chunk: int, part, todo: list[int], dims: int,
+                 progress: bool | None) -> None:
+    """Each rank evaluates its chunk of each round; rank 0 records the gathered values and rewrites the partial
+    file after every round, with a progress bar."""
+    bounds = distributed.chunk_bounds(len(coords), chunk)
+    bar = tqdm(total=len(bounds), initial=len(bounds) - len(todo), unit="chunk", desc=f"scan {dims}d",
+               disable=not (ctx.is_main and progress_enabled(progress)), file=sys.stderr)
+    for chunk_id in distributed.assign_rounds(todo, ctx.world_size, ctx.rank):
+        values = engine.batch(coords[slice(*bounds[chunk_id])]) if chunk_id is not None else (None, None)
+        gathered = distributed.gather_chunks(ctx, chunk_id, *values)
+        if ctx.is_main:
+            for cid, loss, acc in gathered:
+                part.record(cid, loss, acc)
+            part.save()
+            bar.update(len(gathered))
+    bar.close()
+
+
+def _open_partial(ctx, out: Path, header: dict, n_points: int, chunk: int, restart: bool):
+    """Rank 0 opens (or starts) the partial record and tells every rank which chunks are left, or the error."""
+    part, status = None, None
+    if ctx.is_main:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = distributed.PartialResult.open(Path(f"{out}.partial.npz"), header, n_points, chunk, restart)
+            status = ("todo", part.todo())
+        except ValueError as err:
+            status = ("error", str(err))
+    status = distributed.broadcast(ctx, status)
+    if status[0] == "error":
+        raise ValueError(status[1])
+    return part, status[1]
+
+
+def _result(part: distributed.PartialResult, header: dict, xs: np.ndarray, coords: np.ndarray) -> dict:
+    grid, dims = header["grid"], header["dims"]
+    shape = (grid, grid) if dims == 2 else (grid,)
+    result = dict(loss=part.loss.reshape(shape), acc=part.acc.reshape(shape), xs=xs, coords=coords,
+                  seed=np.int64(header["seed"]), model_hash=np.array(header["model_hash"]),
+                  direction_hash=np.array(header["direction_hash"]), chunk=np.int64(header["chunk"]),
+                  header=np.array(json.dumps(part.header, sort_keys=True)))
+    if dims == 2:
+        result["ys"] = xs.copy()
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------- CLI
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"widths\": [784, 100, 10]}}', got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dldna_lite.scan",
+        description="Filter-normalized loss-landscape scan (cross-entropy and accuracy on Fashion-MNIST) of a "
+                    "checkpoint over a 2D (or 1D) grid around its weights. Runs on one process, or under torchrun "
+                    "with the grid split across ranks (gloo on CPU, nccl on GPU); any run resumes from "
+                    "<out>.partial.npz.",
+        epilog="example: torchrun --standalone --nproc_per_node=2 -m dldna_lite.scan --checkpoint mlp.pt "
+               "--grid 51 --range -1 1 --out scan.npz")
+    p.add_argument("--checkpoint", required=True, help="file from dldna_lite.scan.save_checkpoint, or a state_dict")
+    p.add_argument("--out", required=True, help="result file (.npz); partial results go to OUT.partial.npz")
+    p.add_argument("--model", choices=list(MODELS), help="model of a bare state_dict (optional otherwise)")
+    p.add_argument("--model-kwargs", type=_json_object, metavar="JSON",
+                   help='constructor arguments of --model as JSON, e.g. \'{"widths": [784, 100, 10]}\'')
+    p.add_argument("--dims", type=int, choices=(1, 2), default=2, help="1D line or 2D plane (default 2)")
+    p.add_argument("--grid", type=int, default=51, help="points per axis (default 51)")
+    p.add_argument("--range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
+                   help="coordinate range of each axis (default -1 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+    p.add_argument("--norm", choices=landscape.NORMS, default="filter", help="direction normalization")
+    p.add_argument("--n-eval", type=int, default=1000, help="images evaluated per point (default 1000)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="Fashion-MNIST split (default test)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="points per work unit (default: one grid row in 2D, the engine's batch in 1D); "
+                        "part of the scan's definition, independent of the number of processes")
+    p.add_argument("--device", choices=distributed.DEVICES, default="auto", help="default: CUDA when available")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads per process (default: cores // processes on this node)")
+    p.add_argument("--restart", action="store_true", help="discard partial results of a different scan")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, join torchrun's process group (if any), scan, and print a one-line summary on rank 0."""
+    distributed.reproducible_blas()                     # before the first matrix product of this process
+    args = _parser().parse_args(argv)
+    ctx = None
+    try:
+        ctx = distributed.setup(args.device)
+        threads = args.threads or distributed.threads_per_process(ctx.local_world_size)
+        if threads < 1:
+            raise ValueError(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+        result = run_scan(args.checkpoint, args.out, model=args.model, model_kwargs=args.model_kwargs,
+                          dims=args.dims, grid=args.grid, range_=args.range, seed=args.seed, norm=args.norm,
+                          n_eval=args.n_eval, split=args.split, chunk=args.chunk, restart=args.restart, ctx=ctx)
+    except (ValueError, FileNotFoundError) as err:
+        if ctx is None or ctx.is_main:
+            print(f"python -m dldna_lite.scan: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if ctx is not None:
+            distributed.teardown(ctx)
+    if result is not None:
+        resumed = f", {result['resumed_chunks']} chunks resumed" if result["resumed_chunks"] else ""
+        print(f"scanned {result['coords'].shape[0]} points on {ctx.world_size} process(es) x {threads} thread(s) "
+              f"({ctx.device}) in {result['seconds']:.2f} s{resumed} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
