@@ -31,10 +31,8 @@ browser:  ## Debian's chromium for the browser test (tests/test_html.py); playwr
 	  echo "chromium is missing and could not be installed: tests/test_html.py will be skipped (apt-get install chromium)"
 
 book: setup
-	@# jupyter-cache keys on the code, not on DLDNA_PROFILE: drop the executed outputs when the profile changes
-	@mkdir -p _build; profile=$${DLDNA_PROFILE:-cpu}; \
-	  if [ "$$(cat _build/.profile 2>/dev/null)" != "$$profile" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi; \
-	  echo $$profile > _build/.profile
+	@# jupyter-cache keys on the notebooks' code only: drop it when the profile or the package changed
+	@bash scripts/cache-guard.sh _build $${DLDNA_PROFILE:-cpu}
 	DLDNA_PROFILE=$${DLDNA_PROFILE:-cpu} DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo
@@ -42,6 +40,7 @@ book: setup
 	@echo "Serve it with: make serve   (python -m http.server $(PORT) --directory _build/html), then open http://localhost:$(PORT)"
 
 book-quick: setup  ## the whole book in the quick profile, in its own folder with its own execution cache
+	@bash scripts/cache-guard.sh $(QUICK)/_build quick
 	DLDNA_PROFILE=quick DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going
 

@@ -101,11 +101,12 @@ function {uid}_update() {{
   box.querySelector("img").src = "data:image/png;base64," + {uid}_frames[key.join("|")];
 }}
 </script>"""
-    size = sum(len(f) for f in frames.values()) + len(script)
+    controls_html = "".join(rows)
+    image = f'<img alt="interactive figure" src="data:image/png;base64,{first}"/>'
+    size = len(controls_html) + len(image) + len(script)          # what the widget adds to the page, in bytes
     note = (f'<div class="dldna-widget-size" style="font-size:smaller;color:#666">{len(frames)} precomputed '
             f'frames, {size / 1024:.0f} kB; the slider works without a kernel.</div>')
-    return (f'<div id="{uid}" class="dldna-widget">{"".join(rows)}'
-            f'<img alt="interactive figure" src="data:image/png;base64,{first}"/>{note}</div>{script}')
+    return f'<div id="{uid}" class="dldna-widget">{controls_html}{image}{note}</div>{script}'
 
 
 def interactive_figure(draw: Callable[..., "plt.Figure"], initial: dict | None = None, **controls: Sequence):
