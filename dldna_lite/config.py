@@ -136,6 +136,13 @@ def sizes(section: str, profile_name: str | None = None) -> dict:
     return dict(SIZES[section][name])
 
 
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

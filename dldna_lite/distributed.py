@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .config import available_cores
+
 __all__ = ["Context", "setup", "teardown", "threads_per_process", "reproducible_blas", "warm_up_serially",
            "chunk_bounds", "assign_rounds", "gather_chunks", "broadcast", "check_same", "atomic_savez", "PartialResult"]
 
@@ -98,7 +100,7 @@ def threads_per_process(local_world_size: int, cores: int | None = None) -> int:
     """``max(1, cores // local_world_size)``: the node's cores shared evenly by its processes (``cores``
     defaults to the CPUs this process may run on)."""
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = available_cores()
     return max(1, cores // max(1, local_world_size))
 
 
@@ -186,16 +188,23 @@ def gather_chunks(ctx: Context, chunk_id: int | None, loss: np.ndarray | None, a
 
 
 # ------------------------------------------------------------------------------------------------- resume file
-def atomic_savez(path: str | os.PathLike, **arrays) -> None:
-    """``np.savez`` to ``path`` through a temporary file and ``os.replace``: readers (and a resumed run) see the
-    old file or the new one, never half of one, even if the process is killed while writing."""
+def atomic_write(path: str | os.PathLike, write: Callable) -> Path:
+    """``write(f)`` into a temporary file next to ``path``, then ``os.replace`` it onto ``path``: readers (and a
+    resumed run) see the old file or the new one, never half of one, even if the process is killed while
+    writing."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return path
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """``np.savez(path, **arrays)`` written atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 class PartialResult:

@@ -33,6 +33,7 @@ Checkpoints: :func:`save_checkpoint` writes ``{"format", "model", "kwargs", "sta
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -87,11 +88,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str, **kwar
         build_model(name, kwargs).load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"the model's weights do not fit {name}(**{kwargs}): {err}") from None
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}
+    return distributed.atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def _read(path: Path):
@@ -185,15 +183,9 @@ def scan_directions(model: nn.Module, dims: int, seed: int, norm: str = "filter"
     (:func:`landscape.random_direction`'s default)."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    cpu = model if all(p.device.type == "cpu" for p in model.parameters()) else _cpu_copy(model)
+    cpu = model if all(p.device.type == "cpu" for p in model.parameters()) else copy.deepcopy(model).cpu()
     gen = torch.Generator().manual_seed(seed)
     return [landscape.random_direction(cpu, norm, generator=gen) for _ in range(dims)]
-
-
-def _cpu_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).cpu()
 
 
 def _load_data(split: str, n_eval: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
