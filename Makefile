@@ -9,15 +9,18 @@ DATA := $(CACHE)/fashion_mnist_test.npz
 PORT ?= 8000
 QUICK := _build/quick
 QUICK_HTML := $(QUICK)/_build/html
+STUDENT := _build/student-venv
 
-.PHONY: setup data browser book book-quick test serve sync lock benchmarks check-html clean
+.PHONY: setup data browser book book-quick test test-notebooks lab serve sync lock benchmarks check-html clean
 .DEFAULT_GOAL := book
 
 setup: $(STAMP) $(DATA)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+# The package with its runtime dependencies (what a notebook's install cell brings) plus the book's build tools and the
+# test tools (pyproject.toml's extras), at the exact versions of constraints.txt.
+$(STAMP): constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q -e ".[book,test]" -c constraints.txt
 	touch $(STAMP)
 
 $(DATA): | $(STAMP)
@@ -44,14 +47,29 @@ book-quick: setup  ## the whole book in the quick profile, in its own folder wit
 	DLDNA_PROFILE=quick DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going
 
-test: setup book-quick browser  ## unit tests + nbval of every notebook + the browser test of the quick book
+test: setup book-quick browser  ## unit tests + the browser test of the quick book + every notebook in the student kernel
 	DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_HTML_DIR=$(QUICK_HTML) DLDNA_REQUIRE_BROWSER=1 \
 	  $(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-notebooks
+
+# Every book and exercise notebook under nbval, as a student runs it: in a fresh venv that holds only torch and
+# ipykernel (scripts/student-kernel.sh); the notebook's own install cell installs the rest, from this clone.
+test-notebooks: setup data
+	bash scripts/student-kernel.sh $(PYTHON) $(STUDENT)
+	DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_INSTALL=$(CURDIR) JUPYTER_PATH=$(CURDIR)/$(STUDENT)/share/jupyter \
+	  $(BIN)/python -m pytest --nbval-lax --nbval-kernel-name dldna-student --nbval-cell-timeout=600 book exercises
+	@ls -d $(STUDENT)/lib/python*/site-packages/dldna_lite >/dev/null 2>&1 || \
+	  { echo "the notebooks passed, but no install cell installed dldna_lite into $(STUDENT): the test ran elsewhere"; exit 1; }
+
+lab: setup  ## JupyterLab in the venv, opened on the exercise notebooks
+	$(BIN)/pip install -q -c constraints.txt jupyterlab
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR) exercises/
 
 serve:
 	python3 -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
-sync:  ## regenerate the paired .ipynb files (no outputs) from the MyST .md sources
+sync: setup  ## install cells and launch links from _config.yml, then the paired .ipynb files (no outputs) from the .md
+	$(BIN)/python scripts/sync_notebooks.py
 	$(BIN)/jupytext --sync book/*.md exercises/*.md
 
 lock:  ## refresh the exact versions used for local set-up

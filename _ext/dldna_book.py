@@ -1,4 +1,11 @@
-"""Two fixes to stock Jupyter Book 1 pages, so that the built book logs no console error (tests/test_html.py).
+"""The book build's local Sphinx extension: the kernels know they render the book, and two fixes to stock pages.
+
+* Every kernel that executes a page inherits ``DLDNA_STATIC_WIDGETS=1`` and ``DLDNA_PROGRESS=0`` (unless already
+  set): sliders become static HTML, glued values go to myst-nb instead of being printed
+  (:mod:`dldna_lite.notebook`), and no progress bar lands on a page. A plain ``jupyter-book build .`` is then the same
+  build as ``make book``.
+
+Two fixes to stock Jupyter Book 1 pages, so that the built book logs no console error (tests/test_html.py):
 
 * sphinx-thebe 0.3.1 registers its inline configuration script (``const THEBE_JS_URL = ...``) once per read pass,
   and a second copy on the same page throws "Identifier 'THEBE_JS_URL' has already been declared". We keep the
@@ -7,6 +14,12 @@
   and a fresh browser (nothing in localStorage) logs "Got invalid theme mode". We give it ``auto`` unless set.
 """
 from __future__ import annotations
+
+import os
+
+# Set at import, before myst-nb starts any kernel: kernels inherit this process's environment.
+os.environ.setdefault("DLDNA_STATIC_WIDGETS", "1")
+os.environ.setdefault("DLDNA_PROGRESS", "0")
 
 
 def _default_mode(app, config) -> None:

@@ -29,7 +29,7 @@ notebook (``exercises/``)  checkers                                     referenc
 =========================  ===========================================  ====================================
 
 The solutions live once, on the book page ``book/09-exercise-solutions.md`` (gated sphinx-exercise blocks);
-:func:`solution_code` reads them back and :func:`fill_in` pastes them into a student notebook (used by the tests).
+``tests/test_exercises.py`` reads them back and pastes them into the student notebooks.
 """
 from __future__ import annotations
 
@@ -757,55 +757,6 @@ def double_descent(test_error, k_peak) -> str:
                    f"({errors[worst]:.3f}); compare with the number of training examples")
     return (f"the test error peaks at k = {worst} features (n_train = {n}) at {errors[worst]:.3f} and falls again "
             f"to {errors[max(errors)]:.3f} at k = {max(errors)}")
-
-
-# --------------------------------------------------------------------------------------------- solutions
-SOLUTIONS_PAGE = "book/09-exercise-solutions.md"
-STUDENT_TAG = "raises-exception"
-
-
-def solution_code(page) -> dict[str, str]:
-    """The solution of each exercise on the solutions page, ``{label: code}``.
-
-    A solution is the code cells between ``{solution-start} <label>`` and ``{solution-end}`` (sphinx-exercise's
-    gated directives), check calls (cells starting with ``check.``) left out. This is the only copy of the solutions.
-    """
-    import re
-
-    import jupytext
-
-    out: dict[str, list[str]] = {}
-    label = None
-    for cell in jupytext.read(page).cells:
-        if cell.cell_type == "markdown":
-            for m in re.finditer(r"\{solution-(start|end)\}[ \t]*(\S*)", cell.source):
-                label = m.group(2) if m.group(1) == "start" else None
-        elif label is not None and not cell.source.lstrip().startswith("check."):
-            out.setdefault(label, []).append(cell.source)
-    return {k: "\n\n".join(v) for k, v in out.items()}
-
-
-def fill_in(notebook, solutions: dict[str, str]):
-    """A copy of a student ``notebook`` (nbformat) whose exercise cells hold the solutions.
-
-    An exercise cell is a code cell tagged with an exercise label (and ``raises-exception``); its source is
-    replaced by ``solutions[label]`` and the ``raises-exception`` tag dropped. ``ValueError`` if a label has no
-    solution.
-    """
-    import copy
-
-    nb = copy.deepcopy(notebook)
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        labels = [t for t in tags if t.startswith("ex-")]
-        if cell.cell_type != "code" or not labels:
-            continue
-        missing = [t for t in labels if t not in solutions]
-        if missing:
-            raise ValueError(f"no solution for {missing}; the solutions page has {', '.join(sorted(solutions))}")
-        cell.source = "\n\n".join(solutions[t] for t in labels)
-        cell.metadata["tags"] = [t for t in tags if t != STUDENT_TAG and t not in labels]
-    return nb
 
 
 # --------------------------------------------------------------------------------------------- the namespace

@@ -15,18 +15,19 @@ import html
 import io
 import itertools
 import json
-import os
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 from PIL import Image
 
+from .notebook import in_book_build
+
 MAX_STATIC_FRAMES = 64
 
 
 def static_mode() -> bool:
-    """True when rendering for the static HTML book (``DLDNA_STATIC_WIDGETS=1``)."""
-    return os.environ.get("DLDNA_STATIC_WIDGETS", "0") not in ("0", "", "false", "no")
+    """True when rendering for the static HTML book (:func:`dldna_lite.notebook.in_book_build`)."""
+    return in_book_build()
 
 
 def _is_numeric(values: Sequence) -> bool:

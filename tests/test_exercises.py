@@ -1,12 +1,14 @@
 """The exercise checkers pass the book's solutions and fail typical wrong answers with the intended message.
 
 The solutions are taken from the one place they live, the gated solution blocks of
-``book/09-exercise-solutions.md`` (parsed with :func:`dldna_lite.exercises.solution_code`); the student notebooks in
+``book/09-exercise-solutions.md`` (parsed by :func:`solution_code` below); the student notebooks in
 ``exercises/`` are also executed with those solutions filled in, and every check must print ✓.
 """
 from __future__ import annotations
 
+import copy
 import math
+import re
 from pathlib import Path
 
 import jupytext
@@ -19,9 +21,50 @@ from dldna_lite import exercises as ex
 from dldna_lite.exercises import check
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / ex.SOLUTIONS_PAGE
+PAGE = ROOT / "book/09-exercise-solutions.md"
 NOTEBOOKS = sorted((ROOT / "exercises").glob("*.md"))
-SOLUTIONS = ex.solution_code(PAGE)
+STUDENT_TAG = "raises-exception"
+
+
+def solution_code(page) -> dict[str, str]:
+    """The solution of each exercise on the solutions page, ``{label: code}``.
+
+    A solution is the code cells between ``{solution-start} <label>`` and ``{solution-end}`` (sphinx-exercise's
+    gated directives), check calls (cells starting with ``check.``) left out. This is the only copy of the solutions.
+    """
+    out: dict[str, list[str]] = {}
+    label = None
+    for cell in jupytext.read(page).cells:
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r"\{solution-(start|end)\}[ \t]*(\S*)", cell.source):
+                label = m.group(2) if m.group(1) == "start" else None
+        elif label is not None and not cell.source.lstrip().startswith("check."):
+            out.setdefault(label, []).append(cell.source)
+    return {k: "\n\n".join(v) for k, v in out.items()}
+
+
+def fill_in(notebook, solutions: dict[str, str]):
+    """A copy of a student ``notebook`` (nbformat) whose exercise cells hold the solutions.
+
+    An exercise cell is a code cell tagged with an exercise label (and ``raises-exception``); its source is
+    replaced by ``solutions[label]`` and the ``raises-exception`` tag dropped. ``ValueError`` if a label has no
+    solution.
+    """
+    nb = copy.deepcopy(notebook)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        labels = [t for t in tags if t.startswith("ex-")]
+        if cell.cell_type != "code" or not labels:
+            continue
+        missing = [t for t in labels if t not in solutions]
+        if missing:
+            raise ValueError(f"no solution for {missing}; the solutions page has {', '.join(sorted(solutions))}")
+        cell.source = "\n\n".join(solutions[t] for t in labels)
+        cell.metadata["tags"] = [t for t in tags if t != STUDENT_TAG and t not in labels]
+    return nb
+
+
+SOLUTIONS = solution_code(PAGE)
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +446,7 @@ def test_double_descent(sol):
 def test_student_notebook_passes_every_check_with_the_solutions_filled_in(md):
     from nbclient import NotebookClient
 
-    nb = ex.fill_in(nbformat.read(md.with_suffix(".ipynb"), as_version=4), SOLUTIONS)
+    nb = fill_in(nbformat.read(md.with_suffix(".ipynb"), as_version=4), SOLUTIONS)
     n_checks = sum(c.cell_type == "code" and c.source.lstrip().startswith("check.") for c in nb.cells)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

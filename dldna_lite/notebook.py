@@ -1,0 +1,55 @@
+"""Helpers every chapter notebook uses: numbers into the prose (``glue``), wherever the notebook runs.
+
+A chapter puts a computed number into a sentence with ``glue("name", value)`` in a cell and ``{glue:text}`name```
+in the text. Two places run the same notebook:
+
+* **the book build** (``jupyter-book build``; ``_ext/dldna_book.py`` sets ``DLDNA_STATIC_WIDGETS=1`` for its
+  kernels): :func:`glue` hands the value to ``myst_nb.glue``, which stores it for the page and shows nothing;
+* **a student's kernel** (Colab, Binder, a local Jupyter), where myst-nb is not installed and the roles in the text
+  show up as raw ``{glue:text}`name``` markup: :func:`glue` prints ``name = value`` under the cell instead, so the
+  reader finds every number the sentence refers to.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+
+__all__ = ["in_book_build", "glue", "glue_text"]
+
+_OFF = ("0", "", "false", "no")
+
+
+def in_book_build() -> bool:
+    """True while the HTML book is being built (``$DLDNA_STATIC_WIDGETS`` set, as ``jupyter-book build`` does here).
+
+    Then sliders are rendered as static HTML (:mod:`dldna_lite.widgets`) and glued values go to myst-nb.
+    """
+    return os.environ.get("DLDNA_STATIC_WIDGETS", "0").strip().lower() not in _OFF
+
+
+def glue_text(value) -> str:
+    """How a glued value reads in a student's notebook: floats with 4 significant digits, Markdown as its text."""
+    if isinstance(value, bool) or isinstance(value, numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.4g}"
+    data = getattr(value, "data", None)  # IPython.display.Markdown and friends
+    return str(data) if isinstance(data, str) else str(value)
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Make ``value`` available to the page's ``{glue:...}`name``` roles (same signature as ``myst_nb.glue``).
+
+    In the book build this is ``myst_nb.glue(name, value, display=display)``. Anywhere else it prints
+    ``name = value`` (see :func:`glue_text`), because there the roles are not rendered; myst-nb is not needed.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"glue needs a non-empty name (str), got {name!r}")
+    if in_book_build():
+        try:
+            from myst_nb import glue as myst_glue
+        except ImportError as err:  # only a broken book environment gets here
+            raise ImportError("building the book needs myst-nb: pip install 'dldna-lite[book]'") from err
+        myst_glue(name, value, display=display)
+        return
+    print(f"{name} = {glue_text(value)}")
