@@ -6,7 +6,7 @@ The repository URL and branch live in one place, ``_config.yml``. From them this
   (``exercises/*.md``): it pip-installs ``dldna-lite @ git+<url>@<branch>`` (the package and every dependency
   declared in ``pyproject.toml``) when ``dldna_lite`` is not importable, or ``$DLDNA_INSTALL`` when that is set;
 * the **launch links** at the top of each exercise notebook (Colab, Binder, its solutions);
-* the **table of exercise notebooks** on the page ``exercises.md``.
+* the **list of exercise notebooks** on the page ``exercises.md``.
 
 ``python scripts/sync_notebooks.py`` rewrites the MyST sources (then ``jupytext --sync`` updates the ``.ipynb``
 twins; ``make sync`` does both); ``--check`` writes nothing and exits 1 listing the files that disagree
@@ -102,8 +102,8 @@ def notebook_links(repo: dict, notebook: Path, root: Path = ROOT) -> str:
 
 
 def exercises_table(repo: dict, root: Path = ROOT) -> str:
-    """The table of the exercises page: tasks (the notebook's ``## N. ...`` headings), launch links, solutions."""
-    rows = ["| Notebook | Tasks | Open it | Solutions |", "|---|---|---|---|"]
+    """The list on the exercises page: per notebook its launch links, solutions and tasks (its ``## N. ...``)."""
+    items = []
     for notebook in _notebooks(root):
         text = notebook.read_text()
         title = re.search(r"^# (?:Exercises: )?(.+)$", text, re.M).group(1).strip()
@@ -111,9 +111,10 @@ def exercises_table(repo: dict, root: Path = ROOT) -> str:
         path = notebook.relative_to(root).with_suffix(".ipynb").as_posix()
         colab, binder = launch_urls(repo, path)
         label, _ = solution_section(notebook, root)
-        rows.append(f"| **{title[0].upper() + title[1:]}** (`{path}`) | {tasks} | [Colab]({colab}) · [Binder]({binder}) · "
-                    f"{{download}}`download <{path}>` | {{ref}}`{label}` |")
-    return _block("\n".join(rows))
+        items.append(f"- **{title[0].upper() + title[1:]}** (`{path}`): open it [in Colab]({colab}) · "
+                     f"[on Binder]({binder}) · {{download}}`download it <{path}>`; solutions: {{ref}}`{label}`.\n"
+                     f"  Tasks: {tasks}.")
+    return _block("\n".join(items))
 
 
 def expected(root: Path = ROOT) -> dict[Path, str]:

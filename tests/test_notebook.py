@@ -1,0 +1,68 @@
+"""``dldna_lite.notebook.glue``: myst-nb in the book build, a printed ``name = value`` in a student's kernel."""
+import sys
+import types
+
+import pytest
+from IPython.display import Markdown
+
+from dldna_lite import notebook
+
+
+@pytest.fixture
+def fake_myst_nb(monkeypatch):
+    calls = []
+    module = types.ModuleType("myst_nb")
+    module.glue = lambda name, value, display=True: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", module)
+    return calls
+
+
+def test_student_kernel_prints_the_value_and_needs_no_myst_nb(monkeypatch, capsys):
+    monkeypatch.delenv("DLDNA_STATIC_WIDGETS", raising=False)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)   # import myst_nb now raises ImportError
+    notebook.glue("acc", 87.31234, display=False)
+    notebook.glue("epochs", 3)
+    notebook.glue("verdict", Markdown("tuning mattered more"))
+    assert capsys.readouterr().out.splitlines() == ["acc = 87.31", "epochs = 3", "verdict = tuning mattered more"]
+
+
+def test_book_build_hands_the_value_to_myst_nb_and_prints_nothing(monkeypatch, capsys, fake_myst_nb):
+    monkeypatch.setenv("DLDNA_STATIC_WIDGETS", "1")
+    notebook.glue("acc", 0.5, display=False)
+    assert fake_myst_nb == [("acc", 0.5, False)]
+    assert capsys.readouterr().out == ""
+
+
+def test_book_build_without_myst_nb_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("DLDNA_STATIC_WIDGETS", "1")
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+    with pytest.raises(ImportError, match=r"dldna-lite\[book\]"):
+        notebook.glue("acc", 0.5)
+
+
+@pytest.mark.parametrize("bad", ["", None, 3])
+def test_glue_rejects_a_bad_name(bad):
+    with pytest.raises(ValueError, match="non-empty name"):
+        notebook.glue(bad, 1.0)
+
+
+def test_glue_text_formats():
+    assert notebook.glue_text(True) == "True"
+    assert notebook.glue_text(12345678) == "12345678"
+    assert notebook.glue_text(0.000123456) == "0.0001235"
+    assert notebook.glue_text("diverged at step 4") == "diverged at step 4"
+
+
+def test_the_book_extension_marks_its_kernels_as_a_book_build(monkeypatch):
+    """Importing _ext/dldna_book.py (as Sphinx does) sets the variables every executing kernel inherits."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("DLDNA_STATIC_WIDGETS", "DLDNA_PROGRESS")}
+    monkeypatch.setattr(os, "environ", environ)   # a copy: nothing leaks into later tests
+    path = Path(__file__).resolve().parents[1] / "_ext" / "dldna_book.py"
+    spec = importlib.util.spec_from_file_location("dldna_book_under_test", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert notebook.in_book_build()
+    assert environ["DLDNA_STATIC_WIDGETS"] == "1" and environ["DLDNA_PROGRESS"] == "0"
