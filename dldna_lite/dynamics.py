@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from . import hessian
 from .config import seed_everything
-from .train import History, evaluate
+from .train import History, evaluate, progress_enabled
 from .train import train as fit
 
 __all__ = ["monitor", "diagnose", "PROBLEMS", "clip_grad_norm_", "clip_grad_value_", "SCHEDULES", "lr_schedule",
@@ -315,13 +316,14 @@ def sharpness(model: nn.Module, data, loss_fn: Callable = half_mse, max_iter: in
 
 
 def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: int = 50, power_iters: int = 10,
-                      loss_fn: Callable = half_mse, seed: int = 0) -> dict:
+                      loss_fn: Callable = half_mse, seed: int = 0, progress: bool | None = None) -> dict:
     """Full-batch gradient descent :math:`\\theta \\leftarrow \\theta - \\eta \\nabla L(\\theta)` for ``steps``
     steps, in place, measuring the sharpness every ``every`` steps.
 
     The sharpness is ``power_iters`` power iterations warm-started from the previous eigenvector (cheap, and accurate
     once the eigenvector moves slowly). Returns ``dict(lr, loss [T], sharp_step [K], sharpness [K], diverged_at,
     time)`` with numpy arrays; a non-finite loss stops the run (``diverged_at`` = its 1-based step, else ``None``).
+    A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``).
     """
     if lr <= 0 or steps < 1 or every < 1:
         raise ValueError(f"need lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
@@ -329,7 +331,8 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
     params = [p for p in model.parameters() if p.requires_grad]
     losses, sharp_step, sharp, vec, diverged_at = [], [], [], None, None
     start = time.perf_counter()
-    for t in range(steps):
+    bar = tqdm(range(steps), desc=f"gradient descent, lr {lr:.3g}", leave=False, disable=not progress_enabled(progress))
+    for t in bar:
         if t % every == 0:
             value, vec = sharpness(model, data, loss_fn, max_iter=power_iters, tol=1e-12, init=vec, seed=seed)
             sharp_step.append(t)
@@ -342,6 +345,7 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
         with torch.no_grad():
             torch._foreach_add_(params, grads, alpha=-lr)
         losses.append(loss.item())
+    bar.close()
     return dict(lr=lr, loss=np.array(losses), sharp_step=np.array(sharp_step), sharpness=np.array(sharp),
                 diverged_at=diverged_at, time=time.perf_counter() - start)
 

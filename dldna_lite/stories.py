@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .train import progress_enabled
 
 STRATEGIES = ("vanilla", "memory_poor", "checkpoint", "torch_checkpoint")
 
@@ -120,8 +123,11 @@ def _loss_acc(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 def train_grokking(p: int, train_fraction: float, steps: int, lr: float = 1e-3, weight_decay: float = 1.0,
                    betas=(0.9, 0.98), seed: int = 0, dim: int = 64, width: int = 128, eval_every: int = 50,
-                   optimizer: type | None = None, stop_at: float | None = None) -> dict:
+                   optimizer: type | None = None, stop_at: float | None = None, progress: bool | None = None) -> dict:
     """Full-batch AdamW on :func:`modular_addition`, evaluated on :func:`eval_schedule`.
+
+    A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``; off in the book
+    build and the tests).
 
     ``optimizer`` defaults to ``torch.optim.AdamW`` (any class with its signature works, e.g.
     ``dldna_lite.optim.AdamW``). With ``stop_at``, training stops once validation accuracy reaches it.
@@ -144,8 +150,10 @@ def train_grokking(p: int, train_fraction: float, steps: int, lr: float = 1e-3, 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     start = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=f"grokking, weight decay {weight_decay:g}", leave=False,
+               disable=not progress_enabled(progress))
     try:
-        for step in range(1, steps + 1):
+        for step in bar:
             loss = F.cross_entropy(model(X_tr), y_tr)
             if not torch.isfinite(loss):
                 diverged_at = step
@@ -159,6 +167,7 @@ def train_grokking(p: int, train_fraction: float, steps: int, lr: float = 1e-3, 
                 if stop_at is not None and rows[-1][4] >= stop_at:
                     break
     finally:
+        bar.close()
         torch.set_flush_denormal(False)  # PyTorch's defaults
         torch.set_num_threads(threads)
     cols = np.array(rows, dtype=float).reshape(-1, 6)
