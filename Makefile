@@ -78,8 +78,13 @@ lock:  ## refresh the exact versions used for local set-up
 check-html: setup browser  ## after `make book`: the browser test on the cpu book in _build/html
 	DLDNA_HTML_DIR=_build/html DLDNA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/test_html.py -v
 
-benchmarks: setup
+# Each prints one summary line "NAME: ratio Rx (median of N)" (warm-up, alternated contenders, equality checked);
+# scan_distributed compares 1 process with torchrun's 2 on one run.
+benchmarks: setup  ## every benchmark in benchmarks/ (several minutes on 2 cores)
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/landscape_scan.py
+	$(BIN)/python benchmarks/hessian_top_eigenvalues.py
+	$(BIN)/python benchmarks/scan_distributed.py
 
 clean:
 	rm -rf _build

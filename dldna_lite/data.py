@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .distributed import atomic_write
+
 SPLITS = ("train", "test")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Mean and standard deviation of the Fashion-MNIST training pixels (in [0, 1]).
@@ -92,8 +94,17 @@ def load_raw(split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     cached = cache_dir() / f"fashion_mnist_{split}.npz"
     if cached.is_file():
-        with np.load(cached) as z:
-            return z["images"], z["labels"]
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                images, labels = z["images"], z["labels"]
+        except Exception as err:          # truncated or overwritten file, not an npz, keys missing, ...
+            raise ValueError(f"the Fashion-MNIST cache file {cached} is corrupt ({type(err).__name__}: {err}); "
+                             f"delete it (rm {cached}) and load again: it is rebuilt from the idx files") from None
+        if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),):
+            raise ValueError(f"the Fashion-MNIST cache file {cached} holds unexpected arrays (images "
+                             f"{images.dtype} {images.shape}, labels {labels.shape}); delete it (rm {cached}) "
+                             "and load again: it is rebuilt from the idx files")
+        return images, labels
     for folder in candidate_dirs():
         paths = _find_in(folder, split)
         if paths:
@@ -108,9 +119,7 @@ def load_raw(split: str) -> tuple[np.ndarray, np.ndarray]:
     if len(images) != len(labels):
         raise ValueError(f"{split}: {len(images)} images but {len(labels)} labels")
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    tmp.replace(cached)
+    atomic_write(cached, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels
 
 

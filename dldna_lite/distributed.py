@@ -17,8 +17,10 @@ The pieces :mod:`dldna_lite.scan` is built from:
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -191,14 +193,20 @@ def gather_chunks(ctx: Context, chunk_id: int | None, loss: np.ndarray | None, a
 def atomic_write(path: str | os.PathLike, write: Callable) -> Path:
     """``write(f)`` into a temporary file next to ``path``, then ``os.replace`` it onto ``path``: readers (and a
     resumed run) see the old file or the new one, never half of one, even if the process is killed while
-    writing."""
+    writing. The temporary name is unique (``<name>.<random>.tmp``), so two processes writing the same file at
+    once (two notebooks filling one data cache) never write into each other's temporary; it is removed if
+    ``write`` fails."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:16]}.tmp")
+    try:
+        with open(tmp, "xb") as f:                  # exclusive create, usual permissions (umask)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -271,6 +279,7 @@ class PartialResult:
                      loss=self.loss, acc=self.acc)
 
     def remove(self) -> None:
-        """Delete the file (and a temporary left by a killed write), once the final result is safe."""
-        for p in (self.path, self.path.with_name(self.path.name + ".tmp")):
-            p.unlink(missing_ok=True)
+        """Delete the file (and temporaries left by killed writes), once the final result is safe."""
+        self.path.unlink(missing_ok=True)
+        for tmp in self.path.parent.glob(glob.escape(self.path.name) + ".*.tmp"):
+            tmp.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ parameter change :math:`\\lVert \\theta_{t+1} - \\theta_t \\rVert_2`, the weight
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Callable, Sequence
 
@@ -183,8 +184,19 @@ def lr_schedule(name: str, total_steps: int, peak_lr: float, *, warmup: int = 0,
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
-    if peak_lr <= 0:
-        raise ValueError(f"peak_lr must be positive, got {peak_lr!r}")
+    for key, value, ok, want in (("peak_lr", peak_lr, lambda v: v > 0, "> 0"),
+                                 ("min_lr", min_lr, lambda v: v >= 0, ">= 0"),
+                                 ("gamma", gamma, lambda v: v > 0, "> 0"),
+                                 ("pct_start", pct_start, lambda v: 0 < v < 1, "in (0, 1)"),
+                                 ("div_factor", div_factor, lambda v: v > 0, "> 0"),
+                                 ("final_div_factor", final_div_factor, lambda v: v > 0, "> 0"),
+                                 ("growth", growth, lambda v: v > 0, "> 0")):
+        if not (isinstance(value, numbers.Real) and np.isfinite(value) and ok(value)):
+            raise ValueError(f"{key} must be a finite number {want}, got {value!r}")
+    if not isinstance(warmup, numbers.Integral) or warmup < 0 or (
+            step_size is not None and (not isinstance(step_size, numbers.Integral) or step_size < 1)):
+        raise ValueError(f"warmup must be an int >= 0 and step_size None or an int >= 1, got {warmup!r}, "
+                         f"{step_size!r}")
     t = np.arange(total_steps, dtype=float)
     T = float(total_steps)
     if name == "constant":
@@ -216,8 +228,8 @@ def scheduler(optimizer: torch.optim.Optimizer, lrs: Sequence[float] | np.ndarra
     Sets every group's ``lr`` to ``lrs[0]`` first; step it once after each ``optimizer.step()`` (``dl.fit`` does).
     """
     lrs = np.asarray(lrs, dtype=float)
-    if lrs.ndim != 1 or len(lrs) == 0 or not np.all(lrs >= 0):
-        raise ValueError("lrs must be a non-empty 1D array of non-negative learning rates")
+    if lrs.ndim != 1 or len(lrs) == 0 or not np.all(np.isfinite(lrs) & (lrs >= 0)):
+        raise ValueError("lrs must be a non-empty 1D array of finite, non-negative learning rates")
     base = float(lrs[0]) if lrs[0] > 0 else 1.0
     for group in optimizer.param_groups:
         group["lr"] = lrs[0]
@@ -308,7 +320,7 @@ def eos_model(width: int = 100, depth: int = 2, seed: int = 0, in_features: int 
 def sharpness(model: nn.Module, data, loss_fn: Callable = half_mse, max_iter: int = 100, tol: float = 1e-5,
               init=None, seed: int = 0):
     """Top Hessian eigenvalue :math:`\\lambda_{max}` of ``loss_fn`` on ``data`` (full batch) and its eigenvector,
-    by :func:`dldna_lite.hessian.top_eigenvalues` (power iteration; ``init`` = a previous eigenvector)."""
+    by :func:`dldna_lite.hessian.top_eigenvalues` (Lanczos; ``init`` = a previous eigenvector)."""
     values, vectors = hessian.top_eigenvalues(model, loss_fn, data, k=1, max_iter=max_iter, tol=tol,
                                               init=None if init is None else [init],
                                               generator=torch.Generator().manual_seed(seed))
@@ -320,27 +332,28 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
     """Full-batch gradient descent :math:`\\theta \\leftarrow \\theta - \\eta \\nabla L(\\theta)` for ``steps``
     steps, in place, measuring the sharpness every ``every`` steps.
 
-    The sharpness is ``power_iters`` power iterations warm-started from the previous eigenvector (cheap, and accurate
-    once the eigenvector moves slowly). Returns ``dict(lr, loss [T], sharp_step [K], sharpness [K], diverged_at,
+    The sharpness is at most ``power_iters`` Hessian-vector products of Lanczos warm-started from the previous
+    eigenvector (at least as accurate as that many power iterations from it; cheap, and accurate once the
+    eigenvector moves slowly). Returns ``dict(lr, loss [T], sharp_step [K], sharpness [K], diverged_at,
     time)`` with numpy arrays; a non-finite loss stops the run (``diverged_at`` = its 1-based step, else ``None``).
     A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``).
     """
-    if lr <= 0 or steps < 1 or every < 1:
-        raise ValueError(f"need lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
+    if not (np.isfinite(lr) and lr > 0) or steps < 1 or every < 1:
+        raise ValueError(f"need a finite lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
     X, Y = data
     params = [p for p in model.parameters() if p.requires_grad]
     losses, sharp_step, sharp, vec, diverged_at = [], [], [], None, None
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"gradient descent, lr {lr:.3g}", leave=False, disable=not progress_enabled(progress))
     for t in bar:
-        if t % every == 0:
-            value, vec = sharpness(model, data, loss_fn, max_iter=power_iters, tol=1e-12, init=vec, seed=seed)
-            sharp_step.append(t)
-            sharp.append(value)
         loss = loss_fn(model(X), Y)
         if not torch.isfinite(loss):
             diverged_at = t + 1
             break
+        if t % every == 0:                  # at the same parameters as the loss; never at a non-finite loss
+            value, vec = sharpness(model, data, loss_fn, max_iter=power_iters, tol=1e-12, init=vec, seed=seed)
+            sharp_step.append(t)
+            sharp.append(value)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             torch._foreach_add_(params, grads, alpha=-lr)

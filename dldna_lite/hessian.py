@@ -8,8 +8,9 @@ Hessian-vector product (Pearlmutter's trick, double backpropagation)
 
 which costs about two backward passes. As in PyHessian (Yao et al. 2020), three quantities follow:
 
-* :func:`top_eigenvalues` -- power iteration with deflation: :math:`v \\leftarrow Hv/\\lVert Hv \\rVert`,
-  eigenvalue = Rayleigh quotient :math:`v^\\top H v`;
+* :func:`top_eigenvalues` -- Lanczos: Rayleigh-Ritz on the Krylov space :math:`\\{v, Hv, H^2 v, \\dots\\}`
+  (PyHessian uses power iteration with deflation, :math:`v \\leftarrow Hv/\\lVert Hv \\rVert`, still available
+  as ``method="power"``; Lanczos needs far fewer products when eigenvalues are close);
 * :func:`hessian_trace` -- Hutchinson's estimator :math:`\\operatorname{tr} H = \\mathbb E_v[v^\\top H v]` with
   Rademacher :math:`v`;
 * :func:`eigen_density` -- stochastic Lanczos quadrature (SLQ): :math:`m` Lanczos steps from a random unit vector
@@ -23,6 +24,7 @@ like ``[p for p in model.parameters() if p.requires_grad]``. The model's paramet
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Sequence
 
 import numpy as np
@@ -63,7 +65,12 @@ class HessianOperator:
         with torch.enable_grad():
             loss = loss_fn(model(X), y)
             if loss.dim() != 0:
+                model.train(self._was_training)
                 raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+            if not torch.isfinite(loss):
+                model.train(self._was_training)
+                raise ValueError(f"the loss is {loss.item()} at these parameters: its Hessian is not defined "
+                                 "(did training diverge?)")
             self.loss = loss.item()
             self._grads = torch.autograd.grad(loss, self.params, create_graph=True)
         self.size = sum(p.numel() for p in self.params)
@@ -109,48 +116,163 @@ def _random_unit(size: int, generator, dtype, device) -> torch.Tensor:
     return v / v.norm()
 
 
-def top_eigenvalues(model: nn.Module, loss_fn: Callable, data, k: int = 1, max_iter: int = 100, tol: float = 1e-4,
-                    init: Sequence[Sequence[torch.Tensor]] | None = None, generator: torch.Generator | None = None
-                    ) -> tuple[list[float], list[list[torch.Tensor]]]:
-    """The ``k`` eigenpairs of largest magnitude of the Hessian, by power iteration with deflation.
+METHODS = ("lanczos", "power")
 
-    Eigenvector ``i`` is iterated as :math:`v \\leftarrow Hv / \\lVert Hv \\rVert`, kept orthogonal to the
-    eigenvectors already found, until the Rayleigh quotient :math:`\\lambda = v^\\top H v` changes by less than
-    ``tol`` relative (or ``max_iter`` products). ``init`` (``k`` vectors) warm-starts the iterations, e.g. from the
-    previous call during training. Returns ``(eigenvalues, eigenvectors)`` sorted by decreasing ``|λ|``; each
-    eigenvector is a unit-norm list of tensors shaped like the trainable parameters.
+
+def top_eigenvalues(model: nn.Module, loss_fn: Callable, data, k: int = 1, max_iter: int = 100, tol: float = 1e-4,
+                    init: Sequence[Sequence[torch.Tensor]] | None = None, generator: torch.Generator | None = None,
+                    method: str = "lanczos") -> tuple[list[float], list[list[torch.Tensor]]]:
+    """The ``k`` eigenpairs of largest magnitude of the Hessian, from at most ``k * max_iter`` Hessian-vector products.
+
+    ``method="lanczos"`` (default, :func:`_lanczos_top`): Rayleigh-Ritz on the Krylov space
+    :math:`\\operatorname{span}\\{v, Hv, H^2 v, \\dots\\}`, stopped when the error of every one of the ``k``
+    eigenvalues, estimated from the residuals :math:`\\lVert H y - \\theta y \\rVert`, is at most ``tol``
+    :math:`\\cdot |\\theta|`.
+    ``method="power"`` (:func:`_power_top`): power iteration with deflation, stopped when the Rayleigh quotient
+    changes by less than ``tol`` relative (PyHessian's test), at most ``max_iter`` products per eigenvector.
+    ``init`` (``k`` vectors) warm-starts either, e.g. from the previous call during training. Returns
+    ``(eigenvalues, eigenvectors)`` sorted by decreasing ``|λ|``; each eigenvector is a unit-norm list of tensors
+    shaped like the trainable parameters.
     """
-    if not isinstance(k, int) or k < 1:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    if max_iter < 1 or tol <= 0:
-        raise ValueError(f"max_iter must be >= 1 and tol > 0, got {max_iter!r}, {tol!r}")
+    if not (isinstance(max_iter, numbers.Integral) and max_iter >= 1 and isinstance(tol, numbers.Real)
+            and 0 < tol < math.inf):
+        raise ValueError(f"max_iter must be an int >= 1 and tol a finite number > 0, got {max_iter!r}, {tol!r}")
     if init is not None and len(init) != k:
         raise ValueError(f"init must hold k={k} starting vectors, got {len(init)}")
-    values, vectors = [], []
+    k, max_iter, tol = int(k), int(max_iter), float(tol)
     with HessianOperator(model, loss_fn, data) as H:
         if k > H.size:
             raise ValueError(f"k={k} exceeds the number of parameters {H.size}")
-        for i in range(k):
-            v = (_flat(init[i]).to(H.dtype).clone() if init is not None
-                 else torch.randn(H.size, generator=generator, dtype=H.dtype).to(H.device))
-            eig = None
-            for _ in range(max_iter):
-                for u in vectors:                       # deflation: stay orthogonal to the pairs found
-                    v = v - (u @ v) * u
-                v = v / v.norm().clamp_min(1e-30)
-                hv = H(v)
-                new = (v @ hv).item()
-                converged = eig is not None and abs(new - eig) <= tol * (abs(eig) + 1e-12)
-                eig, v = new, hv
-                if converged:
-                    break
-            for u in vectors:
-                v = v - (u @ v) * u
-            v = v / v.norm().clamp_min(1e-30)
-            values.append(eig)
-            vectors.append(v)
+        starts = None if init is None else [_flat(v).to(device=H.device, dtype=H.dtype) for v in init]
+        solve = _lanczos_top if method == "lanczos" else _power_top
+        values, vectors = solve(H, k, max_iter, tol, starts, generator)
     order = sorted(range(k), key=lambda j: -abs(values[j]))
     return [values[j] for j in order], [_split(vectors[j], H.params) for j in order]
+
+
+def _lanczos_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: list[torch.Tensor] | None,
+                 generator: torch.Generator | None, max_basis: int = 64, memory: int = 2 ** 28
+                 ) -> tuple[list[float], list[torch.Tensor]]:
+    """Lanczos with full reorthogonalisation and Krylov-Schur restarts, for the ``k`` eigenpairs of largest
+    magnitude, one Hessian-vector product per step.
+
+    Invariant after each step: :math:`H Q^\\top = Q^\\top T + f e_m^\\top` with orthonormal rows :math:`Q`
+    ``[m, P]``, symmetric :math:`T` ``[m, m]`` and a remainder :math:`f \\perp Q`. A step appends :math:`q =
+    f/\\lVert f \\rVert`, computes :math:`w = Hq`, the new column :math:`Q w` of :math:`T` and the new remainder
+    :math:`f = w - Q^\\top (Q w)` (orthogonalised again when that cancelled much): from one start vector, Lanczos
+    with full reorthogonalisation. With :math:`T = S \\Theta S^\\top`, the Ritz pairs :math:`(\\theta_i, y_i =
+    Q^\\top s_i)` have residuals :math:`r_i = H y_i - \\theta_i y_i = f\\, S_{mi}`, so their norms cost nothing.
+
+    Stopping test: for each of the ``k`` pairs, the eigenvalue error estimate :math:`e_i = \\lVert r_i
+    \\rVert^2 / \\delta_i` when the gap :math:`\\delta_i = \\min_{j \\ne i} (|\\theta_i - \\theta_j| - \\lVert
+    r_j \\rVert)` to the other Ritz values exceeds :math:`\\lVert r_i \\rVert`, else :math:`e_i = \\lVert r_i
+    \\rVert` (the two classical bounds for symmetric matrices), is at most ``tol`` :math:`\\cdot |\\theta_i|`;
+    and the next Ritz value at either end of the spectrum, moved outwards by its residual, stays below the k-th
+    :math:`|\\theta|` (so that an eigenvalue the Krylov space has not resolved yet is not skipped).
+
+    At ``max_basis`` vectors (fewer if they would exceed ``memory`` bytes) :math:`Q` is replaced by its
+    ``max_basis // 2`` Ritz vectors of largest :math:`|\\theta|` and :math:`T` by their :math:`\\Theta`
+    (a Krylov-Schur restart: the next step's column couples them to :math:`f`). ``starts`` (warm start) are
+    summed into the first vector. Vectors stay on the model's device and dtype; the small eigenproblems are
+    float64 on the CPU.
+    """
+    P, budget = H.size, k * max_iter
+    itemsize = torch.finfo(H.dtype).bits // 8
+    cap = min(P, max(2 * k + 2, min(max_basis, memory // (P * itemsize))))
+    Q = torch.empty(cap, P, dtype=H.dtype, device=H.device)             # rows 0..m-1: the basis
+    T = torch.zeros(cap, cap, dtype=torch.float64)
+
+    def random_vector():
+        return torch.randn(P, generator=generator, dtype=H.dtype).to(H.device)
+
+    def orthogonalize(v, m):
+        """``v`` minus its projection on ``Q[:m]`` (classical Gram-Schmidt, repeated when it cancelled much),
+        the total projection coefficients, and the norm of what is left."""
+        coef = torch.zeros(m, dtype=H.dtype, device=H.device)
+        norm = v.norm()
+        for _ in range(2):
+            c = Q[:m] @ v
+            v, coef = v - Q[:m].T @ c, coef + c
+            before, norm = norm, v.norm()
+            if not norm < 0.7 * before:
+                break
+        return v, coef, norm
+
+    f = (sum(v / v.norm() for v in starts) if starts is not None else random_vector())
+    f_norm, m, products = f.norm(), 0, 0
+    theta = S = None
+    values, top = [], []
+    while products < budget and m < P:
+        if not (torch.isfinite(f_norm) and f_norm > 1e-10 * max(1.0, abs(values[0]) if values else 1.0)):
+            f, _, f_norm = orthogonalize(random_vector(), m)     # invariant subspace (or nothing yet): leave it
+        if m == cap:                                            # Krylov-Schur restart on the largest |θ|
+            keep = theta.abs().argsort(descending=True)[:max(k, cap // 2)]
+            Sk = S[:, keep]
+            Q[:len(keep)] = Sk.to(device=H.device, dtype=H.dtype).T @ Q[:m]
+            m = len(keep)
+            T.zero_()
+            T[:m, :m] = torch.diag(theta[keep])
+        Q[m] = f / f_norm
+        w = H(Q[m])
+        products += 1
+        f, coef, f_norm = orthogonalize(w, m + 1)
+        col = coef.double().cpu()
+        T[:m + 1, m], T[m, :m + 1] = col, col
+        m += 1
+        theta, S = torch.linalg.eigh(T[:m, :m])
+        res = f_norm.item() * S[m - 1].abs()                   # ||H y_j - θ_j y_j|| for every Ritz pair
+        top = theta.abs().argsort(descending=True)[:k].tolist()
+        values = theta[top].tolist()
+        if len(top) < k:
+            continue
+        converged = True
+        for i in top:
+            others = [j for j in range(m) if j != i]
+            gap = min(((theta[i] - theta[j]).abs() - res[j]).item() for j in others) if others else 0.0
+            error = res[i].item() ** 2 / gap if gap > res[i] else res[i].item()
+            converged &= error <= tol * abs(theta[i].item())
+        # the next Ritz value at either end must not be able to overtake the k-th, even moved by its residual
+        n_pos = sum(1 for i in top if theta[i] >= 0)
+        smallest = min(abs(v) for v in values)
+        for j in (m - 1 - n_pos, k - n_pos):
+            if 0 <= j < m and j not in top:
+                converged &= (theta[j].abs() + res[j]).item() <= smallest
+        if converged:
+            break
+    Y = S[:, top].to(device=H.device, dtype=H.dtype).T @ Q[:m]
+    return values, [v / v.norm() for v in Y]
+
+
+def _power_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: list[torch.Tensor] | None,
+               generator: torch.Generator | None) -> tuple[list[float], list[torch.Tensor]]:
+    """Power iteration with deflation (as PyHessian): :math:`v \\leftarrow Hv/\\lVert Hv \\rVert`, kept
+    orthogonal to the eigenvectors already found, until the Rayleigh quotient :math:`v^\\top H v` changes by less
+    than ``tol`` relative (or ``max_iter`` products), one eigenvector after the other."""
+    values, vectors = [], []
+    for i in range(k):
+        v = (starts[i].clone() if starts is not None
+             else torch.randn(H.size, generator=generator, dtype=H.dtype).to(H.device))
+        eig = None
+        for _ in range(max_iter):
+            for u in vectors:                       # deflation: stay orthogonal to the pairs found
+                v = v - (u @ v) * u
+            v = v / v.norm().clamp_min(1e-30)
+            hv = H(v)
+            new = (v @ hv).item()
+            converged = eig is not None and abs(new - eig) <= tol * (abs(eig) + 1e-12)
+            eig, v = new, hv
+            if converged:
+                break
+        for u in vectors:
+            v = v - (u @ v) * u
+        v = v / v.norm().clamp_min(1e-30)
+        values.append(eig)
+        vectors.append(v)
+    return values, vectors
 
 
 def hessian_trace(model: nn.Module, loss_fn: Callable, data, n_samples: int = 100,

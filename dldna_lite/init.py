@@ -284,7 +284,8 @@ def analyze(methods: Iterable[str], train_data, test_data, epochs: int, seeds: S
     ``model_fn()`` builds the network (default: the source's ``SimpleNetwork`` with PReLU), ``optimizer_fn(params)``
     the optimizer (default: SGD, lr 0.01, momentum 0.9). ``init_kw[method]`` holds extra keywords for
     :func:`initialize` (default for every method: ``a=0.25``, PReLU's initial slope, where it applies).
-    Row keys: ``method``, ``status`` ("ok" or "diverged at step k" for the first seed that diverged),
+    Row keys: ``method``, ``status`` ("ok"; "diverged at step k (seed s)" for a single seed; "2 of 3 seeds
+    diverged: seed 0 at step 4, seed 2 at step 9" for several),
     ``test_loss``/``test_acc`` and their ``*_std`` over the seeds that did not diverge (``None`` if all did),
     ``steps_to_target`` (mean over seeds that reached ``target_loss``; ``None`` if none did) and ``reached``
     (how many seeds did), the init spectra ``condition_number`` (mean over layers), ``spectral_norm`` (mean over
@@ -303,7 +304,7 @@ def analyze(methods: Iterable[str], train_data, test_data, epochs: int, seeds: S
             raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(METHODS)}")
         kw = init_kw.get(method, {"a": 0.25} if method in ("kaiming_normal", "kaiming_uniform",
                                                              "scaled_orthogonal") else {})
-        losses, accs, steps, times, spectra, status = [], [], [], [], [], "ok"
+        losses, accs, steps, times, spectra, diverged = [], [], [], [], [], []
         for seed in seeds:
             generator = seed_everything(seed)
             model = initialize(model_fn(), method, generator=generator, **kw)
@@ -315,13 +316,16 @@ def analyze(methods: Iterable[str], train_data, test_data, epochs: int, seeds: S
                             test_data=test_data, seed=seed, progress=progress, desc=f"{method} seed {seed}")
             times.append(time.perf_counter() - start)
             if history.diverged:
-                status = status if status != "ok" else f"{history.status} (seed {seed})"
+                diverged.append((seed, history.diverged_at))
                 continue
             losses.append(history.final("test_loss"))
             accs.append(history.final("test_acc"))
             hit = steps_to_target(history["loss"], target_loss)
             if hit is not None:
                 steps.append(hit)
+        status = ("ok" if not diverged else f"diverged at step {diverged[0][1]} (seed {diverged[0][0]})"
+                  if len(seeds) == 1 else f"{len(diverged)} of {len(seeds)} seeds diverged: "
+                  + ", ".join(f"seed {s} at step {k}" for s, k in diverged))
         row = dict(method=method, status=status, seeds=len(seeds), reached=len(steps))
         row["test_loss"], row["test_loss_std"] = _mean_std(losses)
         row["test_acc"], row["test_acc_std"] = _mean_std(accs)

@@ -24,6 +24,7 @@ All scans run in eval mode (dropout off) and leave the model's own parameters un
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -150,6 +151,9 @@ class _Evaluator:
     One working copy of the model; the perturbed parameters of ``G`` points are stacked ``[G, ...]`` and the network
     is evaluated with ``torch.func.vmap`` over ``functional_call``. With the MLP fast path (module docstring) the
     first layer's pre-activations come from the precomputed products and only the rest of the network runs.
+    :attr:`path` says which of these runs: ``"first-layer+vmap"`` (the book's MLPs), ``"vmap"``, or, when vmap
+    cannot batch the model (data-dependent control flow, ``.item()``), ``"...loop"`` (one point at a time, slower;
+    announced by a ``RuntimeWarning``).
     """
 
     def __init__(self, model: nn.Module, dirs: list[list[torch.Tensor]], loss_fn: Callable, data,
@@ -172,6 +176,11 @@ class _Evaluator:
             self.chunk = max(1, budget // max(1, len(self.X) * self.X[0].numel() * 4))
         self.buffers = dict(self.module.named_buffers())
         self._vmap_ok = True
+
+    @property
+    def path(self) -> str:
+        """``"first-layer+vmap"``, ``"first-layer+loop"``, ``"vmap"`` or ``"loop"``: how points are evaluated."""
+        return ("first-layer+" if self.fast is not None else "") + ("vmap" if self._vmap_ok else "loop")
 
     def _names(self, module: nn.Module) -> dict[str, int]:
         index = {id(p): i for i, p in enumerate(self.params)}
@@ -225,8 +234,12 @@ class _Evaluator:
         if self._vmap_ok:
             try:
                 return torch.func.vmap(one)(params, inputs)
-            except Exception:              # a module vmap cannot batch (data-dependent control flow, .item(), ...)
+            except (RuntimeError, NotImplementedError) as err:   # data-dependent control flow, .item(), ...
                 self._vmap_ok = False
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                warnings.warn(f"scan engine: torch.func.vmap cannot batch {type(self.module).__name__} ({first}); "
+                              "evaluating the grid points one at a time, which is much slower", RuntimeWarning,
+                              stacklevel=4)
         return torch.stack([one({n: t[g] for n, t in params.items()}, inputs[g]) for g in range(len(inputs))])
 
     @torch.no_grad()
@@ -257,7 +270,8 @@ def point_evaluator(model: nn.Module, dirs, loss_fn: Callable, data, fast: bool 
     """The scan engine for the ``k = len(dirs)`` directions, built once; call ``.batch(coords)`` on it.
 
     ``.batch(coords [G, k])`` returns numpy ``(loss [G], acc [G])`` at the points
-    ``θ* + Σ_c coords[:, c] dirs[c]``; ``.chunk`` is how many points it evaluates at once. Model, directions
+    ``θ* + Σ_c coords[:, c] dirs[c]``; ``.chunk`` is how many points it evaluates at once; ``.path`` how
+    (``"first-layer+vmap"`` for the book's MLPs, see :class:`_Evaluator`). Model, directions
     and ``data = (X, y)`` may live on a CUDA device (all on the same one). Two calls with the same ``coords``
     run the same floating-point operations, so the result of a point does not depend on which process or
     call evaluates it, only on the batch it came in (:mod:`dldna_lite.scan` splits grids into fixed batches).
@@ -383,15 +397,27 @@ def nonconvex_fraction(scan: dict) -> float:
     """Share of interior grid points of a 2D slice where the finite-difference Hessian of the surface,
     :math:`\\begin{pmatrix} L_{\\alpha\\alpha} & L_{\\alpha\\beta} \\\\ L_{\\alpha\\beta} & L_{\\beta\\beta}\\end{pmatrix}`,
     has a negative eigenvalue (the surface bends down somewhere): 0 for a bowl, 1 for a saddle or a ridge.
-    A cheap stand-in for Li et al.'s map of :math:`|\\lambda_{\\min}/\\lambda_{\\max}|`."""
+    A cheap stand-in for Li et al.'s map of :math:`|\\lambda_{\\min}/\\lambda_{\\max}|`.
+
+    Points whose 3x3 neighbourhood holds a non-finite loss (a region where the network overflowed) have no
+    curvature and are left out: the share is over the other interior points. ``ValueError`` when none is left."""
     Z = np.asarray(scan["loss"], dtype=float)
     xs, ys = np.asarray(scan["xs"], dtype=float), np.asarray(scan["ys"], dtype=float)
     if Z.shape != (len(ys), len(xs)) or min(Z.shape) < 3:
         raise ValueError(f"need a [len(ys), len(xs)] grid of at least 3x3 points, got {Z.shape}")
+    finite = np.isfinite(Z)
+    defined = np.ones((Z.shape[0] - 2, Z.shape[1] - 2), dtype=bool)      # all 9 stencil points finite
+    for di in range(3):
+        for dj in range(3):
+            defined &= finite[di:di + Z.shape[0] - 2, dj:dj + Z.shape[1] - 2]
+    if not defined.any():
+        raise ValueError("no interior grid point has a finite loss at all 9 points around it: the curvature of "
+                         "this slice is nowhere defined (did the scan leave the region where the loss is finite?)")
+    Z = np.where(finite, Z, 0.0)                                          # the masked points are not used
     hx, hy = np.diff(xs).mean(), np.diff(ys).mean()
     zxx = (Z[1:-1, 2:] - 2 * Z[1:-1, 1:-1] + Z[1:-1, :-2]) / hx ** 2
     zyy = (Z[2:, 1:-1] - 2 * Z[1:-1, 1:-1] + Z[:-2, 1:-1]) / hy ** 2
     zxy = (Z[2:, 2:] - Z[2:, :-2] - Z[:-2, 2:] + Z[:-2, :-2]) / (4 * hx * hy)
     min_eig = (zxx + zyy) / 2 - np.sqrt(((zxx - zyy) / 2) ** 2 + zxy ** 2)
-    scale = np.abs(Z).max() / max(hx, hy) ** 2 * 1e-9          # ignore round-off on flat regions
-    return float((min_eig < -scale).mean())
+    scale = np.abs(Z[finite]).max() / max(hx, hy) ** 2 * 1e-9            # ignore round-off on flat regions
+    return float((min_eig[defined] < -scale).mean())

@@ -24,8 +24,11 @@ How the numbers stay the same whatever the number of processes:
   warm-up evaluation (:func:`distributed.warm_up_serially`) keeps MKL's vector math (``exp``, ``log``) from
   picking a low-accuracy kernel in a race on its first multi-threaded call.
 * **Resume**: rank 0 rewrites ``<out>.partial.npz`` atomically after every round (chunks done, their values and a
-  header describing the scan). A rerun with the same arguments skips the chunks done, with any number of
-  processes; a different scan refuses to reuse the file unless ``--restart`` is given.
+  header describing the scan, including the device type, since CPU and CUDA round differently). A rerun with the
+  same arguments skips the chunks done, with any number of processes; a different scan (or the same scan on
+  another device type) refuses to reuse the file unless ``--restart`` is given. Test hook: with
+  ``DLDNA_SCAN_KILL_AFTER_CHUNKS=k`` in the environment, rank 0 sends itself ``SIGKILL`` as soon as the partial file
+  holds ``k`` chunks computed by this run, which is what a kill at that moment would leave.
 
 Checkpoints: :func:`save_checkpoint` writes ``{"format", "model", "kwargs", "state_dict"}``, which
 ``torch.load(weights_only=True)`` reads; a bare ``state_dict`` works with ``--model`` and ``--model-kwargs``.
@@ -37,6 +40,7 @@ import copy
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,6 +63,7 @@ __all__ = ["MODELS", "build_model", "save_checkpoint", "load_checkpoint", "model
 MODELS = {**models.MODELS, "residual": landscape.ResidualMLP}
 CHECKPOINT_FORMAT = "dldna_lite.checkpoint/1"
 SCAN_FORMAT = "dldna_lite.scan/1"
+KILL_AFTER_ENV = "DLDNA_SCAN_KILL_AFTER_CHUNKS"      # test hook (module docstring)
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
@@ -210,10 +215,13 @@ def run_scan(checkpoint: str | os.PathLike, out: str | os.PathLike, *, model: st
 
     The file holds ``loss``/``acc`` (``[grid, grid]``, row ``i`` at ``y = xs[i]``; ``[grid]`` in 1D), ``xs``,
     ``ys`` (2D), ``coords [P, dims]``, ``seed``, ``model_hash``, ``direction_hash``, ``chunk`` and ``header``
-    (JSON of everything that defines the values). It never records the number of processes, so the file is the
-    same for any. ``chunk`` (points per chunk): default one grid row in 2D, the engine's batch in 1D.
+    (JSON of everything that defines the values, the device type included). It never records the number of
+    processes, so the file is the same for any. ``chunk`` (points per chunk): default one grid row in 2D, the
+    engine's batch in 1D. The returned dict also holds ``seconds``, ``resumed_chunks`` and ``engine`` (how the
+    scan engine evaluated the points: ``"first-layer+vmap"`` for an MLP, see :func:`landscape.point_evaluator`).
     """
     ctx = ctx or distributed.Context()
+    kill_after = _kill_after()
     lo, hi = (float(v) for v in range_)
     xs, coords = grid_coords(dims, grid, lo, hi)
     engine, recipe = _engine(ctx, checkpoint, model, model_kwargs, dims, seed, norm, split, n_eval)
@@ -221,11 +229,11 @@ def run_scan(checkpoint: str | os.PathLike, out: str | os.PathLike, *, model: st
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     header = dict(format=SCAN_FORMAT, **recipe, dims=dims, grid=grid, range=[lo, hi], seed=seed, norm=norm,
-                  n_eval=n_eval, split=split, chunk=chunk, loss="cross_entropy")
+                  n_eval=n_eval, split=split, chunk=chunk, loss="cross_entropy", device=ctx.device.type)
     out = Path(out)
     part, todo = _open_partial(ctx, out, header, len(coords), chunk, restart)
     start_time = time.perf_counter()
-    _scan_rounds(ctx, engine, coords, chunk, part, todo, dims, progress)
+    _scan_rounds(ctx, engine, coords, chunk, part, todo, dims, progress, kill_after)
     if not ctx.is_main:
         return None
     result = _result(part, header, xs, coords)
@@ -233,6 +241,7 @@ def run_scan(checkpoint: str | os.PathLike, out: str | os.PathLike, *, model: st
     part.remove()
     result["seconds"] = time.perf_counter() - start_time
     result["resumed_chunks"] = len(part.bounds) - len(todo)
+    result["engine"] = engine.path
     return result
 
 
@@ -252,12 +261,13 @@ def _engine(ctx, checkpoint, model, model_kwargs, dims: int, seed: int, norm: st
 
 
 def _scan_rounds(ctx, engine, coords: np.ndarray, chunk: int, part, todo: list[int], dims: int,
-                 progress: bool | None) -> None:
+                 progress: bool | None, kill_after: int | None = None) -> None:
     """Each rank evaluates its chunk of each round; rank 0 records the gathered values and rewrites the partial
     file after every round, with a progress bar."""
     bounds = distributed.chunk_bounds(len(coords), chunk)
     bar = tqdm(total=len(bounds), initial=len(bounds) - len(todo), unit="chunk", desc=f"scan {dims}d",
                disable=not (ctx.is_main and progress_enabled(progress)), file=sys.stderr)
+    computed = 0
     for chunk_id in distributed.assign_rounds(todo, ctx.world_size, ctx.rank):
         values = engine.batch(coords[slice(*bounds[chunk_id])]) if chunk_id is not None else (None, None)
         gathered = distributed.gather_chunks(ctx, chunk_id, *values)
@@ -266,7 +276,20 @@ def _scan_rounds(ctx, engine, coords: np.ndarray, chunk: int, part, todo: list[i
                 part.record(cid, loss, acc)
             part.save()
             bar.update(len(gathered))
+            computed += len(gathered)
+            if kill_after is not None and computed >= kill_after:
+                os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))     # the test hook
     bar.close()
+
+
+def _kill_after() -> int | None:
+    """``$DLDNA_SCAN_KILL_AFTER_CHUNKS`` as a positive int, or ``None`` when unset (the test hook)."""
+    value = os.environ.get(KILL_AFTER_ENV)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{KILL_AFTER_ENV}={value!r} must be a positive integer (a test hook; unset it)")
+    return int(value)
 
 
 def _open_partial(ctx, out: Path, header: dict, n_points: int, chunk: int, restart: bool):
@@ -364,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result is not None:
         resumed = f", {result['resumed_chunks']} chunks resumed" if result["resumed_chunks"] else ""
         print(f"scanned {result['coords'].shape[0]} points on {ctx.world_size} process(es) x {threads} thread(s) "
-              f"({ctx.device}) in {result['seconds']:.2f} s{resumed} -> {args.out}")
+              f"({ctx.device}, engine {result['engine']}) in {result['seconds']:.2f} s{resumed} -> {args.out}")
     return 0
 
 

@@ -12,6 +12,7 @@ A non-finite loss stops training; ``history.diverged_at`` holds the (1-based) st
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,15 @@ class History:
         return "n/a" if value is None else fmt.format(value)
 
 
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> int | None:
+    """How many rows' arg-max matches ``y`` (class indices ``[N]`` or one-hot ``[N, C]``); ``None`` otherwise."""
+    if y.dtype == torch.long and y.dim() == 1:
+        return int((logits.argmax(1) == y).sum().item())
+    if y.dim() == 2 and y.shape == logits.shape:
+        return int((logits.argmax(1) == y.argmax(1)).sum().item())
+    return None
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float | None:
     """Fraction of rows whose arg-max matches ``y`` (class indices ``[N]`` or one-hot ``[N, C]``)."""
     if y.dtype == torch.long and y.dim() == 1:
@@ -78,18 +88,21 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float | None:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None = None,
              batch_size: int = 4096) -> tuple[float, float | None]:
-    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in eval mode (training mode restored after)."""
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in eval mode (training mode restored after).
+
+    Evaluated ``batch_size`` rows at a time: the loss is the batch losses weighted by batch length (``loss_fn``
+    must average over its batch, as the torch losses do by default), the accuracy counts correct rows exactly."""
     loss_fn = loss_fn or F.cross_entropy
     X, y = data
     was_training = model.training
     model.eval()
-    total_loss, correct, n = 0.0, 0.0, len(X)
+    total_loss, correct, n = 0.0, 0, len(X)
     try:
         for xb, yb in batches(X, y, batch_size, shuffle=False):
             out = model(xb)
             total_loss += loss_fn(out, yb).item() * len(xb)
-            acc = accuracy(out, yb)
-            correct = None if acc is None or correct is None else correct + acc * len(xb)
+            hits = _correct(out, yb)
+            correct = None if hits is None or correct is None else correct + hits
     finally:
         model.train(was_training)
     return total_loss / n, (None if correct is None else correct / n)
@@ -125,6 +138,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[
     for name, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive or None, got {value!r}")
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("lr")
+        if lr is not None and not math.isfinite(float(lr)):
+            raise ValueError(f"the optimizer's learning rate (param group {i}) must be finite, got {lr!r}")
     X, y = train_data
     if len(X) != len(y):
         raise ValueError(f"train_data: X has {len(X)} rows but y has {len(y)}")

@@ -300,13 +300,22 @@ def plot_landscape_1d(curves: dict, ax=None, key: str = "loss", xlabel: str = r"
 def plot_landscape_contour(scan: dict, ax=None, levels: int = 12, title: str | None = None, log: bool = True,
                            xlabel: str = r"$\alpha$ (direction 1)", ylabel: str = r"$\beta$ (direction 2)"):
     """Labelled contour lines of a 2D slice ``scan = dict(xs, ys, loss [Y, X])`` (:func:`landscape.scan_2d`),
-    log-spaced levels by default, the centre (the model itself) marked. Returns the axis."""
+    log-spaced levels by default, the centre (the model itself) marked. Returns the axis.
+
+    Non-finite losses (where the network overflowed) are masked: left blank, and never used for a level;
+    ``ValueError`` when no loss is finite."""
     import numpy as np
 
+    Z = np.ma.masked_invalid(np.asarray(scan["loss"], dtype=float))
+    if Z.count() == 0:
+        raise ValueError("no finite loss on this slice: nothing to draw")
+    lo, hi = float(Z.min()), float(Z.max())
+    if log:
+        lo = max(lo, 1e-4)
+    hi = max(hi, lo * (1 + 1e-9) + 1e-12)                   # a flat slice still gets increasing levels
     if ax is None:
         _, ax = plt.subplots(figsize=(3.8, 3.4), constrained_layout=True)
-    Z = np.asarray(scan["loss"], dtype=float)
-    lv = np.geomspace(max(Z.min(), 1e-4), Z.max(), levels) if log else np.linspace(Z.min(), Z.max(), levels)
+    lv = np.geomspace(lo, hi, levels) if log else np.linspace(lo, hi, levels)
     ax.contourf(scan["xs"], scan["ys"], Z, levels=lv, cmap="viridis", norm=_log_norm() if log else None, alpha=0.85)
     lines = ax.contour(scan["xs"], scan["ys"], Z, levels=lv, colors="white", linewidths=0.6)
     ax.clabel(lines, lines.levels[::2], fmt="%.2g", fontsize=6)

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import analysis as A
-from dldna_lite import models
+from dldna_lite import landscape, models
 
 WELLS = np.array([[1.0, -1.5, -1.0, 0.5, 0.5], [0.7, 1.5, 1.0, 0.6, 0.4], [0.5, 0.0, 2.0, 0.4, 0.4]])
 
@@ -243,7 +243,6 @@ def test_path_metrics_match_a_model_with_loaded_weights(fmnist_small):
 
 
 def test_path_metrics_straight_line_agrees_with_landscape_interpolate(fmnist_small):
-    landscape = pytest.importorskip("dldna_lite.landscape")
     (X, y), _ = fmnist_small
     dl.seed_everything(0)
     a, b = models.mlp([784, 16, 10]), models.mlp([784, 16, 10])

@@ -94,3 +94,33 @@ def test_torchvision_root_makes_the_debian_files_readable(tmp_path):
     ds = FashionMNIST(str(root), train=False, download=False)
     raw_images, raw_labels = data.load_raw("test")
     assert len(ds) == 10000 and torch.equal(ds.targets, torch.from_numpy(raw_labels.astype(np.int64)))
+
+
+def test_a_corrupt_cache_says_to_delete_it_and_the_cache_is_written_atomically(isolated, monkeypatch):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, size=(5, 28, 28)), rng.integers(0, 10, size=5)
+    folder = isolated / "fm"
+    folder.mkdir()
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setenv("DLDNA_DATA_DIR", str(folder))
+    writes = []
+    real = data.atomic_write
+
+    def spy(path, write):
+        writes.append(path)
+        return real(path, write)
+
+    monkeypatch.setattr(data, "atomic_write", spy)            # the one atomic writer (unique temporary name)
+    data.load_fashion_mnist("test")
+    cached = isolated / "cache" / "fashion_mnist_test.npz"
+    assert writes == [cached] and sorted(p.name for p in cached.parent.iterdir()) == [cached.name]
+    for corrupt in (cached.read_bytes()[:200], b"not an npz at all"):   # truncated by a crash; overwritten
+        cached.write_bytes(corrupt)
+        with pytest.raises(ValueError, match=f"cache file {cached} is corrupt.*delete it"):
+            data.load_fashion_mnist("test")
+    np.savez(cached, images=np.zeros((3, 2), dtype=np.float32), labels=np.zeros(3))
+    with pytest.raises(ValueError, match="unexpected arrays.*delete it"):
+        data.load_fashion_mnist("test")
+    cached.unlink()                                           # what the message says to do
+    assert data.load_fashion_mnist("test")[1].tolist() == labels.tolist()

@@ -156,6 +156,32 @@ def test_schedule_bad_arguments():
         dyn.lr_schedule("cosine", 0, 0.1)
 
 
+_USES = {"peak_lr": dyn.SCHEDULES, "min_lr": ("cosine", "warmup_cosine"), "gamma": ("step",),
+         "pct_start": ("one_cycle",), "div_factor": ("one_cycle",), "final_div_factor": ("one_cycle",),
+         "growth": ("exponential",)}
+
+
+@pytest.mark.parametrize("name,key,bad", [(name, key, bad) for key, names in _USES.items() for name in names
+                                          for bad in (math.nan, math.inf)])
+def test_non_finite_schedule_parameters_are_rejected(name, key, bad):
+    """Each schedule with each parameter it uses: NaN compares False with everything, so ``peak_lr <= 0`` alone
+    let NaN through into every learning rate."""
+    args = dict(peak_lr=0.1, warmup=2 if name == "warmup_cosine" else 0)
+    args[key] = bad
+    with pytest.raises(ValueError, match=f"{key} must be a finite number"):
+        dyn.lr_schedule(name, 10, **args)
+
+
+def test_non_finite_learning_rates_are_rejected_by_scheduler_and_gd():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    for bad in ([0.1, math.inf], [math.nan, 0.1]):
+        with pytest.raises(ValueError, match="finite, non-negative"):
+            dyn.scheduler(opt, bad)
+    for lr in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="finite lr"):
+            dyn.gd_with_sharpness(dyn.eos_model(width=4, seed=0), dyn.eos_data(8), lr, 2)
+
+
 def test_exponential_lr_is_equivalent_to_weight_decay_for_a_scale_invariant_net():
     """Li & Arora: SGD + wd at constant lr == SGD with lr * alpha^(-2t-1) and no wd, up to the scale alpha^-t."""
     torch.manual_seed(0)

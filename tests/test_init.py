@@ -1,5 +1,6 @@
 """dldna_lite.init against closed forms, torch.nn.init and numpy.linalg."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -158,7 +159,11 @@ def test_analyze_reports_divergence_never_nan(fmnist_small):
                         init_kw={"l_momentum": dict(scale_by_fan=False, directions="uniform")})
     ok, bad = rows
     assert ok["status"] == "ok" and 0.5 < ok["test_acc"] <= 1 and ok["reached"] == 1
-    assert bad["status"].startswith("diverged at step") and bad["test_loss"] is None
+    assert bad["status"].startswith("diverged at step") and bad["status"].endswith("(seed 0)")
+    assert bad["test_loss"] is None
+    several, = init.analyze(["l_momentum"], train, test, epochs=1, seeds=(0, 1), target_loss=1.5,
+                            init_kw={"l_momentum": dict(scale_by_fan=False, directions="uniform")})
+    assert re.fullmatch(r"2 of 2 seeds diverged: seed 0 at step \d+, seed 1 at step \d+", several["status"])
     table = init.results_table(rows)
     assert "nan" not in table.lower() and "diverged at step" in table
     assert ok["condition_number"] >= 1 and 0 < ok["erank_ratio"] <= 1

@@ -247,6 +247,63 @@ def test_scan_falls_back_when_vmap_cannot_batch_the_model():
     gen = torch.Generator().manual_seed(0)
     d1, d2 = (L.random_direction(model, "layer", ignore_1d=False, generator=gen) for _ in range(2))
     xs = np.linspace(-1, 1, 3)
-    got = L.scan_2d(model, d1, d2, xs, xs, F.cross_entropy, (X, y), progress=False)
+    with pytest.warns(RuntimeWarning, match="vmap cannot batch DataDependent.*one at a time"):
+        got = L.scan_2d(model, d1, d2, xs, xs, F.cross_entropy, (X, y), progress=False)
     want = L.scan_2d_naive(model, d1, d2, xs, xs, F.cross_entropy, (X, y))
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+    engine = L.point_evaluator(model, [d1, d2], F.cross_entropy, (X, y))
+    with pytest.warns(RuntimeWarning):
+        engine.batch(np.zeros((2, 2)))
+    assert engine.path == "loop"
+
+
+@pytest.mark.parametrize("kind,path", [("mlp", "first-layer+vmap"), ("simple", "first-layer+vmap"),
+                                       ("mlp-generic", "vmap"), ("cnn", "vmap")])
+def test_scan_engine_path_is_the_fast_one(kind, path, recwarn):
+    """The book's MLPs take the first-layer fast path and batch the rest with vmap; nothing falls back silently."""
+    X, y = _data(image=kind == "cnn")
+    torch.manual_seed(0)
+    model = {"mlp": _mlp, "mlp-generic": _mlp, "cnn": _TinyCNN,
+             "simple": lambda: models.SimpleNetwork("relu", input_shape=20, num_labels=4, hidden_shape=(16,))}[kind]()
+    gen = torch.Generator().manual_seed(0)
+    dirs = [L.random_direction(model, generator=gen) for _ in range(2)]
+    engine = L.point_evaluator(model, dirs, F.cross_entropy, (X, y), fast=kind != "mlp-generic")
+    loss, _ = engine.batch(np.array([[0.1, -0.2], [0.0, 0.3]]))
+    assert engine.path == path and np.isfinite(loss).all()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_nonconvex_fraction_leaves_out_non_finite_regions():
+    xs = ys = np.linspace(-1, 1, 21)
+    A, B = np.meshgrid(xs, ys)
+    for bad in (np.nan, np.inf):
+        saddle = A ** 2 - B ** 2
+        saddle[:6, :6] = bad                               # an overflowed corner
+        assert L.nonconvex_fraction(dict(xs=xs, ys=ys, loss=saddle)) == 1.0
+        bowl = A ** 2 + B ** 2
+        bowl[-4:, 8:12] = bad
+        assert L.nonconvex_fraction(dict(xs=xs, ys=ys, loss=bowl)) == 0.0
+    with pytest.raises(ValueError, match="nowhere defined"):
+        L.nonconvex_fraction(dict(xs=xs, ys=ys, loss=np.where(A > -2, np.nan, 0.0)))
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_contour_levels_ignore_non_finite_losses(log):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dldna_lite import viz
+
+    xs = ys = np.linspace(-1, 1, 11)
+    A, B = np.meshgrid(xs, ys)
+    Z = 0.5 + A ** 2 + B ** 2
+    Z[0, :3], Z[-1, -1] = np.inf, np.nan
+    ax = viz.plot_landscape_contour(dict(xs=xs, ys=ys, loss=Z), log=log)
+    levels = np.concatenate([c.levels for c in ax.collections if hasattr(c, "levels")])
+    finite = Z[np.isfinite(Z)]
+    assert np.isfinite(levels).all() and levels.min() >= finite.min() - 1e-12 and levels.max() <= finite.max() + 1e-12
+    with pytest.raises(ValueError, match="no finite loss"):
+        viz.plot_landscape_contour(dict(xs=xs, ys=ys, loss=np.full_like(Z, np.nan)))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -6,6 +6,7 @@ dependencies: tests that need one are skipped when it is missing.
 """
 import copy
 import io
+import math
 
 import numpy as np
 import pytest
@@ -221,19 +222,29 @@ def test_gauss_newton_bartlett_matches_closed_form():
     est.remove()
 
 
-@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-@pytest.mark.parametrize("bad", [dict(lr=-1e-3), dict(betas=(1.0, 0.9)), dict(betas=(0.9, -0.1)), dict(eps=-1.0)])
-def test_bad_hyperparameters_raise(name, bad):
-    cls = optim.get(name)
-    defaults = cls([nn.Parameter(torch.zeros(1))]).defaults
-    key = next(iter(bad))
-    if key not in defaults:
-        pytest.skip(f"{name} has no {key}")
-    value = bad[key]
-    if key == "eps" and isinstance(defaults["eps"], tuple):
-        value = (None, -1.0)
-    with pytest.raises(ValueError):
-        cls([nn.Parameter(torch.zeros(1))], **{key: value})
+BAD_HYPERPARAMETERS = [dict(lr=-1e-3), dict(lr=math.inf), dict(lr=math.nan), dict(betas=(1.0, 0.9)),
+                       dict(betas=(0.9, -0.1)), dict(betas=(0.9, math.nan)), dict(eps=-1.0), dict(eps=math.inf),
+                       dict(weight_decay=math.inf)]
+
+
+def _bad_cases():
+    """(optimizer, bad keyword) for the keywords each optimizer has: only combinations that exist."""
+    cases = []
+    for name in optim.OPTIMIZERS:
+        defaults = optim.get(name)([nn.Parameter(torch.zeros(1))]).defaults
+        for bad in BAD_HYPERPARAMETERS:
+            (key, value), = bad.items()
+            if key in defaults:
+                if key == "eps" and isinstance(defaults["eps"], tuple):      # Adafactor's (eps1, eps2)
+                    value = (None, value)
+                cases.append(pytest.param(name, key, value, id=f"{name}-{key}={value}"))
+    return cases
+
+
+@pytest.mark.parametrize("name,key,value", _bad_cases())
+def test_bad_hyperparameters_raise(name, key, value):
+    with pytest.raises(ValueError, match="invalid"):
+        optim.get(name)([nn.Parameter(torch.zeros(1))], **{key: value})
 
 
 def test_unknown_optimizer_lists_choices():

@@ -74,6 +74,12 @@ def test_lr_grid_and_summary():
     runs = [dict(test_acc=0.8, status="ok"), dict(test_acc=0.9, status="ok")]
     assert compare.summarize(runs) == f"0.8500 ± {np.std([0.8, 0.9], ddof=1):.4f}"
     assert compare.summarize([dict(test_acc=None, status="diverged at step 3")]) == "diverged at step 3"
+    bad = [dict(test_acc=None, status="diverged at step 3"), dict(test_acc=None, status="diverged at step 7")]
+    assert compare.summarize(bad + [dict(test_acc=0.8, status="ok")]) == \
+        "2 of 3 seeds diverged (steps 3, 7); 0.8000 over the other 1"
+    assert compare.summarize(bad) == "2 of 2 seeds diverged (steps 3, 7)"
+    assert compare.summarize([bad[0]] + runs) == \
+        f"1 of 3 seeds diverged (step 3); 0.8500 ± {np.std([0.8, 0.9], ddof=1):.4f} over the other 2"
     with pytest.raises(ValueError, match="Sophia"):
         compare.build_optimizer("Nadam", models.mlp([4, 3]), 0.1)
 

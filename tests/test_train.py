@@ -1,5 +1,8 @@
+import math
+
 import pytest
 import torch
+from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import models
@@ -86,3 +89,31 @@ def test_model_builders():
         models.activation("swishy")
     with pytest.raises(ValueError):
         models.mlp([784, 0, 10])
+
+
+@pytest.mark.parametrize("batch_size", [300, 1000, 4096])
+def test_evaluate_over_several_batches_equals_one_direct_computation(fmnist_small, batch_size):
+    """300: four batches, the last one short (100 rows); 1000 and 4096: one batch. float64, so the batch-size
+    weighted mean must equal the full-batch loss to rounding."""
+    _, (X, y) = fmnist_small
+    dl.seed_everything(0)
+    model = models.mlp([784, 32, 10]).double()
+    X = X.double()
+    with torch.no_grad():
+        out = model(X)
+        want_loss = F.cross_entropy(out, y).item()
+        want_acc = (out.argmax(1) == y).double().mean().item()
+    loss, acc = evaluate(model, (X, y), batch_size=batch_size)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    assert acc == pytest.approx(want_acc, abs=1e-12)
+    onehot = F.one_hot(y, 10).double()                        # one-hot targets: accuracy from the arg-max
+    loss, acc = evaluate(model, (X, onehot), loss_fn=F.mse_loss, batch_size=batch_size)
+    assert loss == pytest.approx(F.mse_loss(out, onehot).item(), rel=1e-12) and acc == pytest.approx(want_acc)
+
+
+@pytest.mark.parametrize("lr", [math.inf, math.nan])
+def test_a_non_finite_learning_rate_is_rejected(fmnist_small, lr):
+    (X, y), _ = fmnist_small
+    model = models.mlp([784, 16, 10])
+    with pytest.raises(ValueError, match="learning rate.*must be finite"):
+        train(model, torch.optim.SGD(model.parameters(), lr=lr), (X, y), epochs=1)

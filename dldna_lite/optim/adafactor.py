@@ -25,7 +25,7 @@ class Adafactor(Optimizer):
         if eps[0] is not None:
             check_range("epsilon1 value", eps[0])
         check_range("epsilon2 value", eps[1])
-        check_range("clipping threshold d", d, 1.0)
+        check_range("clipping threshold d", d, 1.0, allow_inf=True)
         check_range("weight_decay value", weight_decay)
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d,
                                       weight_decay=weight_decay, maximize=maximize))

@@ -4,10 +4,14 @@ from __future__ import annotations
 import torch
 
 
-def check_range(name: str, value: float, low: float = 0.0, high: float | None = None, *, open_high: bool = True):
-    """Raise ``ValueError`` unless ``low <= value < high`` (or ``<= high`` with ``open_high=False``)."""
+def check_range(name: str, value: float, low: float = 0.0, high: float | None = None, *, open_high: bool = True,
+                allow_inf: bool = False):
+    """Raise ``ValueError`` unless ``value`` is a finite number (``+inf`` too with ``allow_inf``) with
+    ``low <= value < high`` (or ``<= high`` with ``open_high=False``)."""
     if not isinstance(value, (int, float)) or value != value:
         raise ValueError(f"invalid {name}: {value!r} (expected a number)")
+    if value in (float("inf"), float("-inf")) and not (allow_inf and value > 0):
+        raise ValueError(f"invalid {name}: {value} (expected a finite number)")
     ok = value >= low and (high is None or (value < high if open_high else value <= high))
     if not ok:
         bound = "" if high is None else (f" and < {high}" if open_high else f" and <= {high}")

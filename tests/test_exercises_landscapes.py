@@ -1,0 +1,175 @@
+"""Checkers of ``exercises/03-loss-landscapes`` (``dldna_lite/exercises/landscapes.py``): the solutions pass, the
+usual mistakes fail with the intended message."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_exercises import expect_fail, solutions_namespace, stub
+
+from dldna_lite.exercises import check
+from dldna_lite.exercises import landscapes as ls_ex
+from dldna_lite.hessian import exact_hessian
+
+
+@pytest.fixture(scope="module")
+def sol():
+    return solutions_namespace("ex-filter-direction", "ex-power-iteration")
+
+
+# --------------------------------------------------------------------------------------------- 1. filter normalization
+def _direction(rescale):
+    """A direction drawn as the task says, each weight's Gaussian D rescaled by ``rescale(D, W)``."""
+    def direction(model, generator=None):
+        out = []
+        for W in model.parameters():
+            if W.dim() <= 1:
+                out.append(torch.zeros_like(W))
+                continue
+            D = torch.randn(W.shape, generator=generator, dtype=W.dtype)
+            out.append(rescale(D, W.detach()))
+        return out
+    return direction
+
+
+def test_filter_direction_solution_and_landscape_module(sol):
+    assert check.filter_direction(sol["filter_normalized_direction"])
+    landscape = pytest.importorskip("dldna_lite.landscape")
+    for build in (ls_ex._small_relu_net, ls_ex._small_conv_net):  # independent reference: the chapter's module
+        net = build()
+        d = landscape.random_direction(net, norm="filter", ignore_1d=True, generator=torch.Generator().manual_seed(0))
+        for t, p in zip(d, net.parameters()):
+            if p.dim() > 1:
+                torch.testing.assert_close(ls_ex._filter_norms(t), ls_ex._filter_norms(p.detach()))
+    assert check.filter_direction(lambda model, generator=None: landscape.random_direction(
+        model, norm="filter", ignore_1d=True, generator=generator))
+
+
+def test_filter_direction_wrong_norms(sol):
+    layer = _direction(lambda D, W: D * W.norm() / D.norm())
+    columns = _direction(lambda D, W: D / D.norm(dim=0, keepdim=True) * W.norm(dim=0, keepdim=True))
+    unit = _direction(lambda D, W: D / D.flatten(1).norm(dim=1).view(-1, *[1] * (W.dim() - 1)))
+    per_row_dim1 = _direction(lambda D, W: D / D.norm(dim=1, keepdim=True) * W.norm(dim=1, keepdim=True))
+    last_dim = _direction(lambda D, W: D / D.norm(dim=-1, keepdim=True) * W.norm(dim=-1, keepdim=True))
+    no_division = _direction(lambda D, W: D * W.flatten(1).norm(dim=1).view(-1, *[1] * (W.dim() - 1)))
+    entrywise = _direction(lambda D, W: D.sign() * W.abs())
+    view_bug = _direction(lambda D, W: D * (W.norm(dim=1) / D.norm(dim=1)).view(-1, 1))
+    expect_fail(check.filter_direction(layer), "Linear MLP", "whole layer")
+    expect_fail(check.filter_direction(columns), "along dim 0")
+    expect_fail(check.filter_direction(unit), "norm 1")
+    expect_fail(check.filter_direction(per_row_dim1), "Conv2d", "over dim 1 only", "W.flatten(1)")  # right on Linear
+    expect_fail(check.filter_direction(last_dim), "Conv2d", "over dim 3 only")
+    expect_fail(check.filter_direction(no_division), "should equal the weight's")
+    expect_fail(check.filter_direction(entrywise), "entry by entry")
+    expect_fail(check.filter_direction(view_bug), "Conv2d", "RuntimeError", "W.flatten(1)")
+
+
+def test_filter_direction_other_mistakes(sol):
+    direction = sol["filter_normalized_direction"]
+
+    def random_bias(model, generator=None):
+        return [torch.randn_like(t) if t.dim() <= 1 else t for t in direction(model, generator)]
+
+    def fixed_seed(model, generator=None):  # ignores the generator and reseeds: the same direction every time
+        return direction(model, torch.Generator().manual_seed(0))
+
+    # the weights mixed into the Gaussian: filter norms right, but the direction no longer scales with the filters
+    weight_biased = _direction(lambda D, W: (D + W) * (W.flatten(1).norm(dim=1) / (D + W).flatten(1).norm(dim=1)
+                                                       ).view(-1, *[1] * (W.dim() - 1)))
+    expect_fail(check.filter_direction(weight_biased), "rescaled", "same function")
+    # mixed with the *layer-normalised* weight: invariant when a whole layer is rescaled, not when single units are
+    unit_biased = _direction(lambda D, W: (D + W / W.norm()) * (W.flatten(1).norm(dim=1) / (
+        D + W / W.norm()).flatten(1).norm(dim=1)).view(-1, *[1] * (W.dim() - 1)))
+    expect_fail(check.filter_direction(unit_biased), "units rescaled one by one")
+    expect_fail(check.filter_direction(random_bias), "should be zero")
+    expect_fail(check.filter_direction(fixed_seed), "same direction")
+    expect_fail(check.filter_direction(lambda model, generator=None: [p.detach().clone() if p.dim() > 1 else
+                                                                       torch.zeros_like(p)
+                                                                       for p in model.parameters()]),
+                "the weight itself")
+    expect_fail(check.filter_direction(lambda model, generator=None: []), "one tensor per")
+    expect_fail(check.filter_direction(lambda model, generator=None: direction(model, generator)[:-1]),
+                "one tensor per")
+    expect_fail(check.filter_direction(stub), "not done yet")
+
+
+def test_rescaled_twins_compute_the_same_function():
+    for build, X in ((ls_ex._small_relu_net, torch.randn(5, 6, dtype=torch.float64)),
+                     (ls_ex._small_conv_net, torch.randn(5, 2, 6, 6, dtype=torch.float64))):
+        for how in ("layer", "unit"):
+            torch.testing.assert_close(build(scale=how)(X), build()(X))
+
+
+# --------------------------------------------------------------------------------------------- 2. power iteration
+def test_exact_hessian_matches_finite_differences():
+    net, loss_fn, (X, y) = ls_ex.tiny_hessian_problem()
+    H = exact_hessian(net, loss_fn, (X, y))
+    P = sum(p.numel() for p in net.parameters())
+    assert H.shape == (P, P) and torch.allclose(H, H.T, atol=1e-10)
+    # independent reference: a finite difference of autograd gradients along a random direction
+    v = torch.randn(P, dtype=torch.float64)
+    flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    def grad_at(vec):
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(vec, net.parameters())
+        net.zero_grad()
+        loss_fn(net(X), y).backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+    h = 1e-5
+    fd = (grad_at(flat + h * v) - grad_at(flat - h * v)) / (2 * h)
+    torch.nn.utils.vector_to_parameters(flat, net.parameters())
+    torch.testing.assert_close(H @ v, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_the_second_problem_has_a_negative_top_eigenvalue():
+    (net1, loss1, data1), (net2, loss2, data2) = ls_ex.power_iteration_problems()
+    assert ls_ex.top_eigenvalue_reference(net1, loss1, data1) > 0
+    assert ls_ex.top_eigenvalue_reference(net2, loss2, data2) < 0
+
+
+def test_power_iteration(sol):
+    top = sol["top_eigenvalue"]
+    assert check.power_iteration(top)
+    net, loss_fn, data = ls_ex.tiny_hessian_problem()
+    ev = torch.linalg.eigvalsh(exact_hessian(net, loss_fn, data))
+    expect_fail(check.power_iteration(lambda *a: ev.sum().item()), "trace")
+    expect_fail(check.power_iteration(lambda *a: ev[ev.abs().argmax()].item()), "second network")  # typed number
+    expect_fail(check.power_iteration(lambda m, lf, d, iters: top(m, lf, d, 1)), "exact Hessian")
+    expect_fail(check.power_iteration(lambda m, lf, d, iters: abs(top(m, lf, d, iters))), "magnitude")
+
+    def perturbs(model, loss_fn, data, iters):
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)
+        return 1.0
+
+    def norm_of_hv(model, loss_fn, data, iters):  # ‖Hv‖ of the last unit vector: loses the sign
+        params = list(model.parameters())
+        X, y = data
+        grads = torch.autograd.grad(loss_fn(model(X), y), params, create_graph=True)
+        v = [torch.randn_like(p) for p in params]
+        for _ in range(iters):
+            n = torch.sqrt(sum((u * u).sum() for u in v))
+            Hv = torch.autograd.grad(grads, params, grad_outputs=[u / n for u in v], retain_graph=True)
+            v = [h.detach() for h in Hv]
+        return math.sqrt(sum((h * h).sum().item() for h in v))
+
+    def dense(model, loss_fn, data, iters):  # the exact Hessian instead of power iteration
+        ev = torch.linalg.eigvalsh(exact_hessian(model, loss_fn, data))
+        return ev[ev.abs().argmax()].item()
+
+    expect_fail(check.power_iteration(dense), "iters=1")
+    expect_fail(check.power_iteration(perturbs), "parameters changed")
+    expect_fail(check.power_iteration(norm_of_hv), "magnitude", "Rayleigh quotient")
+    expect_fail(check.power_iteration(lambda *a: torch.ones(3)), "should be a number")
+    expect_fail(check.power_iteration(stub), "not done yet")
+
+
+def test_power_iteration_agrees_with_hessian_module():
+    hessian = pytest.importorskip("dldna_lite.hessian")
+    net, loss_fn, data = ls_ex.tiny_hessian_problem()
+    values, _ = hessian.top_eigenvalues(net, loss_fn, data, k=1, max_iter=500, tol=1e-10,
+                                        generator=torch.Generator().manual_seed(0))
+    assert math.isclose(values[0], ls_ex.top_eigenvalue_reference(net, loss_fn, data), rel_tol=1e-3)
