@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import hessian, models
+from _common import add_timing_args, apply_timing_args  # benchmarks/_common.py
 
 OURS_TOL, THEIRS_TOL = 1e-3, 5e-2          # relative accuracy asserted against the float64 ARPACK reference
 
@@ -123,17 +124,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=2, help="eigenvalues (default 2)")
     parser.add_argument("--tol", type=float, default=1e-4, help="tolerance given to both (default 1e-4)")
     parser.add_argument("--max-iter", type=int, default=100, help="max_iter / maxIter given to both (default 100)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (default 5, at least 5)")
     parser.add_argument("--n", type=int, default=2048, help="images in the batch (default 2048)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's, one per core)")
+    add_timing_args(parser, "timed runs per contender")
     args = parser.parse_args()
-    if args.repeats < 5:
-        parser.error("--repeats must be at least 5")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    apply_timing_args(parser, args)
     import pyhessian  # noqa: F401  (the test extra: pip install -e ".[test]")
 
     counter = Counter()

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import landscape, models
+from _common import add_timing_args, apply_timing_args  # benchmarks/_common.py
 
 LOSS_TOL = 1e-5
 
@@ -63,16 +64,9 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=41, help="points per axis (default 41)")
     parser.add_argument("--n", type=int, default=2000, help="evaluation images (default 2000)")
     parser.add_argument("--train-steps", type=int, default=200, help="SGD steps before scanning (default 200)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed scans per contender (default 5, at least 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's, one per core)")
+    add_timing_args(parser, "timed scans per contender")
     args = parser.parse_args()
-    if args.repeats < 5:
-        parser.error("--repeats must be at least 5")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    apply_timing_args(parser, args)
 
     X, y = dl.load_fashion_mnist("train", limit=max(args.n, 6000), flatten=True)
     dl.seed_everything(0)

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 import dldna_lite as dl
 from dldna_lite import models
+from _common import add_timing_args, apply_timing_args  # benchmarks/_common.py
 
 BATCH, SEED = 256, 0
 PIXEL_TOL, STEP_TOL, FIRST_STEPS, MEAN_TOL = 1e-6, 1e-5, 20, 1e-2
@@ -76,16 +77,9 @@ def check_same_batches(X: torch.Tensor, y: torch.Tensor, n_batches: int = 5) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per contender (default 5, at least 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's, one per core)")
+    add_timing_args(parser, "timed epochs per contender")
     args = parser.parse_args()
-    if args.repeats < 5:
-        parser.error("--repeats must be at least 5")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    apply_timing_args(parser, args)
     dl.seed_everything(0)
     model = models.SimpleNetwork(act_func="relu", hidden_shape=(512, 64))
     X, y = dl.load_fashion_mnist("train")
