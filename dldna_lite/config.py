@@ -38,11 +38,6 @@ SIZES: dict[str, dict[str, dict]] = {
                     plane_grid=81, scan_grid=128, scan_span=1.0, deep_depth=8, mc_epochs=20, bezier_epochs=20,
                     mc_points=61, toy_steps=200),
     },
-    "exercises": {
-        "quick": dict(init_train_limit=4000, init_test_limit=1000, init_epochs=2),
-        "cpu": dict(init_train_limit=10000, init_test_limit=2000, init_epochs=3),
-        "gpu": dict(init_train_limit=None, init_test_limit=None, init_epochs=5),
-    },
     "optim": {
         "quick": dict(traj_steps=150, sweep_train=4000, val_size=1000, sweep_epochs=2, train_limit=6000,
                       test_limit=2000, epochs=2, seeds=(0,), batch_size=128, lr_grid=3, large_epochs=1,
@@ -134,6 +129,14 @@ def sizes(section: str, profile_name: str | None = None) -> dict:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return dict(SIZES[section][name])
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no environment variable: unset means ``default``; ``0``, ``false``, ``no`` or empty mean no."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "", "false", "no")
 
 
 def available_cores() -> int:

@@ -12,11 +12,10 @@ in the text. Two places run the same notebook:
 from __future__ import annotations
 
 import numbers
-import os
+
+from .config import env_flag
 
 __all__ = ["in_book_build", "glue", "glue_text"]
-
-_OFF = ("0", "", "false", "no")
 
 
 def in_book_build() -> bool:
@@ -24,7 +23,7 @@ def in_book_build() -> bool:
 
     Then sliders are rendered as static HTML (:mod:`dldna_lite.widgets`) and glued values go to myst-nb.
     """
-    return os.environ.get("DLDNA_STATIC_WIDGETS", "0").strip().lower() not in _OFF
+    return env_flag("DLDNA_STATIC_WIDGETS", default=False)
 
 
 def glue_text(value) -> str:

@@ -13,7 +13,6 @@ A non-finite loss stops training; ``history.diverged_at`` holds the (1-based) st
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .config import env_flag
 from .data import batches
 
 STEP_METRICS = ("loss", "grad_norm", "param_change", "weight_norm", "lr")
@@ -112,7 +112,7 @@ def progress_enabled(progress: bool | None) -> bool:
     """``progress`` if given, else ``$DLDNA_PROGRESS`` (default on); the book build and tests set it to 0."""
     if progress is not None:
         return progress
-    return os.environ.get("DLDNA_PROGRESS", "1") not in ("0", "false", "no", "")
+    return env_flag("DLDNA_PROGRESS", default=True)
 
 
 def _global_norm(tensors) -> float:
