@@ -11,7 +11,7 @@ QUICK := _build/quick
 QUICK_HTML := $(QUICK)/_build/html
 STUDENT := _build/student-venv
 
-.PHONY: setup data browser book book-quick test test-notebooks lab serve sync lock benchmarks check-html clean
+.PHONY: setup data browser book book-quick test test-notebooks lab serve sync lock benchmarks check-html gpu-check clean
 .DEFAULT_GOAL := book
 
 setup: $(STAMP) $(DATA)
@@ -38,6 +38,7 @@ book: setup
 	@bash scripts/cache-guard.sh _build $${DLDNA_PROFILE:-cpu}
 	DLDNA_PROFILE=$${DLDNA_PROFILE:-cpu} DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo; echo "Execution time per page (profile $${DLDNA_PROFILE:-cpu}):"; $(BIN)/python scripts/page_times.py _build
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 	@echo "Serve it with: make serve   (python -m http.server $(PORT) --directory _build/html), then open http://localhost:$(PORT)"
@@ -60,6 +61,9 @@ test-notebooks: setup data
 	  $(BIN)/python -m pytest --nbval-lax --nbval-kernel-name dldna-student --nbval-cell-timeout=600 book exercises
 	@ls -d $(STUDENT)/lib/python*/site-packages/dldna_lite >/dev/null 2>&1 || \
 	  { echo "the notebooks passed, but no install cell installed dldna_lite into $(STUDENT): the test ran elsewhere"; exit 1; }
+
+gpu-check: setup data  ## on a CUDA machine: quick tests, the gpu-profile book in _build/gpu, time per page
+	bash scripts/gpu-check.sh
 
 lab: setup  ## JupyterLab in the venv, opened on the exercise notebooks
 	$(BIN)/pip install -q -c constraints.txt jupyterlab

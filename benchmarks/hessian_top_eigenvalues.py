@@ -40,7 +40,7 @@ def reference(model, data, k: int) -> list[float]:
     """The ``k`` eigenvalues of largest magnitude by ARPACK on float64 Hessian-vector products."""
     model64 = copy.deepcopy(model).double()
     data64 = (data[0].double(), data[1])
-    with hessian.HessianOperator(model64, F.cross_entropy, data64) as H:
+    with hessian.HessianOperator(model64, data64) as H:
         op = LinearOperator((H.size, H.size), dtype=np.float64,
                             matvec=lambda v: H(torch.from_numpy(np.asarray(v, dtype=np.float64).ravel())).numpy())
         values = eigsh(op, k=k + 2, which="LM", tol=1e-10, v0=np.random.default_rng(0).standard_normal(H.size))[0]
@@ -68,7 +68,7 @@ class Counter:
 
 
 def run_ours(model, data, args, seed: int) -> list[float]:
-    values, _ = hessian.top_eigenvalues(model, F.cross_entropy, data, k=args.k, max_iter=args.max_iter, tol=args.tol,
+    values, _ = hessian.top_eigenvalues(model, data, k=args.k, max_iter=args.max_iter, tol=args.tol,
                                         generator=torch.Generator().manual_seed(seed))
     return values
 

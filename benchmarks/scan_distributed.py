@@ -1,6 +1,6 @@
-"""Benchmark: the same ``python -m dldna_lite.scan`` run as 1 process and under ``torchrun`` with 2 processes (gloo).
+"""Benchmark: the same ``python -m dldna_lite.landscape`` run as 1 process and under ``torchrun`` with 2 processes (gloo).
 
-The model is the Fashion-MNIST MLP (784-100-10) after a few SGD steps, saved with ``scan.save_checkpoint``; the scan
+The model is the Fashion-MNIST MLP (784-100-10) after a few SGD steps, saved with ``landscape.save_checkpoint``; the scan
 is a 51×51 filter-normalized plane on the 10,000 test images (big enough that start-up is not all of it). Each
 process uses ``cores // processes`` threads (the CLI's default), so on a 2-core machine it is 1 process × 2 threads
 against 2 processes × 1 thread; a third run, 1 process × 1 thread, shows what one core does alone. Prints the wall
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 import dldna_lite as dl
-from dldna_lite import distributed, models, scan
+from dldna_lite import distributed, landscape, models
 
 
 def run(label: str, launcher: list[str], args: list[str]) -> tuple[float, float, Path]:
     """Run the CLI once; return (wall seconds of the command, scan seconds it printed, result file)."""
     out = Path(args[args.index("--out") + 1])
     start = time.perf_counter()
-    proc = subprocess.run([*launcher, "-m", "dldna_lite.scan", *args], capture_output=True, text=True,
+    proc = subprocess.run([*launcher, "-m", "dldna_lite.landscape", *args], capture_output=True, text=True,
                           env=dict(os.environ, DLDNA_PROGRESS="0"))
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -55,7 +55,7 @@ def main() -> None:
            progress=False)
     cores = distributed.threads_per_process(1)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = scan.save_checkpoint(model, Path(tmp) / "mlp.pt", "mlp", widths=[784, 100, 10])
+        ckpt = landscape.save_checkpoint(model, Path(tmp) / "mlp.pt", "mlp", widths=[784, 100, 10])
         common = ["--checkpoint", str(ckpt), "--grid", str(args.grid), "--n-eval", str(args.n)]
         print(f"grid {args.grid}x{args.grid} on {args.n} images, {cores} cores:")
         one = run(f"1 process x {cores} threads", [sys.executable], [*common, "--out", f"{tmp}/one.npz"])

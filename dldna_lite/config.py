@@ -30,13 +30,13 @@ SIZES: dict[str, dict[str, dict]] = {
     "analysis": {
         "quick": dict(train_limit=10000, eval_limit=1000, hidden=100, batch_size=128, traj_epochs=2, traj_every=5,
                       plane_grid=21, scan_grid=32, scan_span=1.0, deep_depth=8, mc_epochs=3, bezier_epochs=3,
-                      mc_points=21, toy_steps=100),
+                      mc_points=21, toy_steps=100, sight_images=32, sight_hidden=16, sight_steps=300, sight_lr=1e-2),
         "cpu": dict(train_limit=None, eval_limit=2500, hidden=100, batch_size=128, traj_epochs=5, traj_every=50,
                     plane_grid=41, scan_grid=64, scan_span=1.0, deep_depth=8, mc_epochs=10, bezier_epochs=10,
-                    mc_points=41, toy_steps=150),
+                    mc_points=41, toy_steps=150, sight_images=256, sight_hidden=32, sight_steps=200, sight_lr=5e-3),
         "gpu": dict(train_limit=None, eval_limit=10000, hidden=100, batch_size=128, traj_epochs=20, traj_every=100,
                     plane_grid=81, scan_grid=128, scan_span=1.0, deep_depth=8, mc_epochs=20, bezier_epochs=20,
-                    mc_points=61, toy_steps=200),
+                    mc_points=61, toy_steps=200, sight_images=512, sight_hidden=32, sight_steps=400, sight_lr=3e-3),
     },
     "optim": {
         "quick": dict(traj_steps=150, sweep_train=4000, val_size=1000, sweep_epochs=2, train_limit=6000,
@@ -52,13 +52,13 @@ SIZES: dict[str, dict[str, dict]] = {
     "init": {
         "quick": dict(train_limit=6000, test_limit=2000, batch_size=128, lr=0.01, deep_width=128, depths=(22, 30),
                       deep_epochs=3, compare_epochs=2, seeds=(0,), target_loss=0.6, probe_batch=256,
-                      widget_depths=(5, 10, 20, 30)),
+                      widget_depths=(5, 10, 20, 30), symmetry_train=4096, symmetry_epochs=3),
         "cpu": dict(train_limit=20000, test_limit=None, batch_size=128, lr=0.01, deep_width=128, depths=(22, 30),
                     deep_epochs=3, compare_epochs=3, seeds=(0, 1, 2), target_loss=0.5, probe_batch=512,
-                    widget_depths=(5, 10, 20, 30)),
+                    widget_depths=(5, 10, 20, 30), symmetry_train=4096, symmetry_epochs=3),
         "gpu": dict(train_limit=None, test_limit=None, batch_size=128, lr=0.01, deep_width=256, depths=(22, 30),
                     deep_epochs=10, compare_epochs=3, seeds=(0, 1, 2, 3, 4), target_loss=0.5, probe_batch=1024,
-                    widget_depths=(5, 10, 20, 30)),
+                    widget_depths=(5, 10, 20, 30), symmetry_train=None, symmetry_epochs=5),
     },
     "landscape": {
         "quick": dict(train_limit=6000, eval_limit=1000, epochs=3, batch_size=128, lr=1e-3, line_points=31,
@@ -147,8 +147,16 @@ def available_cores() -> int:
 
 
 def device() -> torch.device:
-    """CUDA when present, else CPU."""
+    """CUDA when present, else CPU: the default device of every chapter (``model.to(dl.device())``)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model lives on (its first parameter's, else its first buffer's, else the CPU). Every function
+    of the package that takes a model computes there and moves the data it is given there, never the model."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> torch.Generator:

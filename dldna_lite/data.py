@@ -123,9 +123,10 @@ def load_raw(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_fashion_mnist(split: str = "train", device=None, limit: int | None = None,
-                       flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST as normalised tensors.
+def load_fashion_mnist(split: str = "train", *, limit: int | None = None, flatten: bool = False,
+                       device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST as normalised tensors, already on ``device`` (default: the CPU; pass ``dl.device()`` or the
+    model's device to train on a GPU without copying a batch at a time).
 
     Returns ``X`` float32 ``[N, 1, 28, 28]`` (or ``[N, 784]`` with ``flatten=True``), standardised with the
     training mean/std, and ``y`` int64 ``[N]``. ``limit`` keeps the first ``limit`` examples.

@@ -1,6 +1,7 @@
 """Running a grid of independent evaluations on several processes (``torchrun``) or on one, with the same numbers.
 
-The pieces :mod:`dldna_lite.scan` is built from:
+The pieces the landscape scan CLI (:mod:`dldna_lite.landscape.cli`, ``python -m dldna_lite.landscape``) is
+built from (chapter 03); :func:`atomic_write` also keeps the data cache whole (:mod:`dldna_lite.data`):
 
 * :func:`setup` / :func:`teardown` -- a process group from the environment ``torchrun`` sets (``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), or no group at all for a

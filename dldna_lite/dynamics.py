@@ -5,21 +5,23 @@ Chapter "Training dynamics". :func:`dldna_lite.train.train` with ``track_steps=T
 parameter change :math:`\\lVert \\theta_{t+1} - \\theta_t \\rVert_2`, the weight norm :math:`\\lVert \\theta_{t+1}
 \\rVert_2` and the learning rate. This module adds what the chapter needs on top:
 
-* :func:`monitor` -- the source's five monitor curves as arrays (adding the loss improvement per step and the
+* :func:`monitor` -- *Deep Learning DNA*'s five monitor curves as arrays (adding the loss improvement per step and the
   relative update size), and :func:`diagnose`, a small "training doctor" that names likely problems;
 * :func:`clip_grad_norm_` / :func:`clip_grad_value_` -- gradient clipping written out (``torch.nn.utils`` is the
   reference);
-* :func:`lr_schedule` / :func:`scheduler` -- step, cosine, warmup + cosine, one-cycle and exponential learning rates
-  as closed forms, usable as a ``torch.optim.lr_scheduler.LambdaLR``; :func:`li_arora_lrs` and
-  :func:`scale_invariant_mlp` for the exponential-learning-rate equivalence (Li & Arora 2019);
+* :func:`monitored_run` -- one seeded run of ``dl.fit(track_steps=True)``, optionally under a per-step learning
+  rate from :mod:`dldna_lite.schedules` (the schedules, and the exponential learning rate of Li & Arora 2019);
 * :func:`gd_with_sharpness` -- full-batch gradient descent that tracks the top Hessian eigenvalue (via
   :func:`dldna_lite.hessian.top_eigenvalues`, warm-started) for the edge of stability (Cohen et al. 2021);
 * :func:`batch_size_sweep` -- large-batch training with and without the linear scaling rule (Goyal et al. 2017).
+
+Devices (CONTRIBUTING.md): a function given a model computes on the model's device and moves the data there; a
+function that builds its models (:func:`monitored_run`, :func:`batch_size_sweep`) takes ``device=``. Random draws
+(batch order, Lanczos start vectors) are made on the CPU and moved, so a seed gives the same run on every device.
 """
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from typing import Callable, Sequence
 
@@ -31,12 +33,12 @@ from tqdm.auto import tqdm
 
 from . import hessian
 from .config import seed_everything
-from .train import History, evaluate, progress_enabled
+from .schedules import lr_schedule, scheduler
+from .train import History, evaluate, on_device_of, progress_enabled
 from .train import train as fit
 
-__all__ = ["monitor", "diagnose", "PROBLEMS", "clip_grad_norm_", "clip_grad_value_", "SCHEDULES", "lr_schedule",
-           "scheduler", "li_arora_lrs", "scale_invariant_mlp", "monitored_run", "half_mse", "eos_data",
-           "eos_model", "gd_with_sharpness", "edge_plateau", "sharpness", "batch_size_sweep"]
+__all__ = ["monitor", "diagnose", "PROBLEMS", "clip_grad_norm_", "clip_grad_value_", "monitored_run", "half_mse",
+           "eos_data", "gd_with_sharpness", "edge_plateau", "sharpness", "batch_size_sweep"]
 
 
 # --- the monitor ---------------------------------------------------------------------------------------------------
@@ -155,134 +157,22 @@ def clip_grad_value_(params: Sequence[torch.Tensor] | Sequence[nn.Parameter], cl
             p.grad.clamp_(-clip_value, clip_value)
 
 
-# --- learning-rate schedules ---------------------------------------------------------------------------------------
-
-SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "one_cycle", "exponential")
-
-
-def _cos_anneal(start, end, pct):
-    return end + (start - end) / 2 * (np.cos(np.pi * pct) + 1)
-
-
-def lr_schedule(name: str, total_steps: int, peak_lr: float, *, warmup: int = 0, step_size: int | None = None,
-                gamma: float = 0.1, min_lr: float = 0.0, pct_start: float = 0.3, div_factor: float = 25.0,
-                final_div_factor: float = 1e4, growth: float = 1.0) -> np.ndarray:
-    """The learning rate :math:`\\eta_t` used at steps ``t = 0..total_steps-1``, as an array ``[total_steps]``.
-
-    * ``constant``: :math:`\\eta_t = \\eta`;
-    * ``step``: :math:`\\eta\\,\\gamma^{\\lfloor t / s \\rfloor}` (``torch``'s ``StepLR``; ``s = step_size``,
-      default a third of the run);
-    * ``cosine``: :math:`\\eta_{min} + (\\eta - \\eta_{min})(1 + \\cos(\\pi t / T))/2` (``CosineAnnealingLR``);
-    * ``warmup_cosine``: :math:`\\eta (t+1)/w` for :math:`t < w`, then the cosine over the remaining
-      :math:`T - w` steps (``LinearLR`` then ``CosineAnnealingLR`` in a ``SequentialLR``);
-    * ``one_cycle``: from :math:`\\eta/\\text{div}` up to :math:`\\eta` (cosine) during the first
-      ``pct_start`` of the run, then down to :math:`\\eta/(\\text{div}\\cdot\\text{final\\_div})`
-      (``OneCycleLR`` with ``anneal_strategy="cos"``);
-    * ``exponential``: :math:`\\eta\\,g^t` with ``g = growth`` (``ExponentialLR``; ``g > 1`` grows).
-    """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
-    if not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
-    for key, value, ok, want in (("peak_lr", peak_lr, lambda v: v > 0, "> 0"),
-                                 ("min_lr", min_lr, lambda v: v >= 0, ">= 0"),
-                                 ("gamma", gamma, lambda v: v > 0, "> 0"),
-                                 ("pct_start", pct_start, lambda v: 0 < v < 1, "in (0, 1)"),
-                                 ("div_factor", div_factor, lambda v: v > 0, "> 0"),
-                                 ("final_div_factor", final_div_factor, lambda v: v > 0, "> 0"),
-                                 ("growth", growth, lambda v: v > 0, "> 0")):
-        if not (isinstance(value, numbers.Real) and np.isfinite(value) and ok(value)):
-            raise ValueError(f"{key} must be a finite number {want}, got {value!r}")
-    if not isinstance(warmup, numbers.Integral) or warmup < 0 or (
-            step_size is not None and (not isinstance(step_size, numbers.Integral) or step_size < 1)):
-        raise ValueError(f"warmup must be an int >= 0 and step_size None or an int >= 1, got {warmup!r}, "
-                         f"{step_size!r}")
-    t = np.arange(total_steps, dtype=float)
-    T = float(total_steps)
-    if name == "constant":
-        return np.full(total_steps, float(peak_lr))
-    if name == "step":
-        s = step_size or max(1, total_steps // 3)
-        return peak_lr * gamma ** np.floor(t / s)
-    if name == "cosine":
-        return min_lr + (peak_lr - min_lr) * (1 + np.cos(np.pi * t / T)) / 2
-    if name == "warmup_cosine":
-        if not 1 <= warmup < total_steps:
-            raise ValueError(f"warmup must be in [1, total_steps), got {warmup!r}")
-        ramp = peak_lr * (t + 1) / warmup
-        cos = min_lr + (peak_lr - min_lr) * (1 + np.cos(np.pi * (t - warmup) / (T - warmup))) / 2
-        return np.where(t < warmup, ramp, cos)
-    if name == "one_cycle":
-        initial = peak_lr / div_factor
-        end_up, end_down = pct_start * T - 1, T - 1
-        up = _cos_anneal(initial, peak_lr, t / end_up)
-        down = _cos_anneal(peak_lr, initial / final_div_factor, (t - end_up) / (end_down - end_up))
-        return np.where(t <= end_up, up, down)
-    return peak_lr * growth ** t  # exponential
-
-
-def scheduler(optimizer: torch.optim.Optimizer, lrs: Sequence[float] | np.ndarray
-              ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` that makes ``optimizer`` use ``lrs[t]`` at step ``t`` (the last value after the end).
-
-    Sets every group's ``lr`` to ``lrs[0]`` first; step it once after each ``optimizer.step()`` (``dl.fit`` does).
-    """
-    lrs = np.asarray(lrs, dtype=float)
-    if lrs.ndim != 1 or len(lrs) == 0 or not np.all(np.isfinite(lrs) & (lrs >= 0)):
-        raise ValueError("lrs must be a non-empty 1D array of finite, non-negative learning rates")
-    base = float(lrs[0]) if lrs[0] > 0 else 1.0
-    for group in optimizer.param_groups:
-        group["lr"] = lrs[0]
-        group["initial_lr"] = base
-    factors = lrs / base
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: float(factors[min(t, len(factors) - 1)]))
-
-
-def li_arora_lrs(lr: float, weight_decay: float, total_steps: int) -> np.ndarray:
-    """The exponentially growing learning rates :math:`\\tilde\\eta_t = \\eta\\,\\alpha^{-2t-1}`,
-    :math:`\\alpha = 1 - \\eta\\lambda`, ``[total_steps]``.
-
-    For a scale-invariant loss (:math:`L(c\\theta) = L(\\theta)`, e.g. every weight feeds a BatchNorm), plain SGD with
-    constant ``lr`` and ``weight_decay`` :math:`\\lambda` and SGD with these rates and no weight decay give the same
-    network function at every step: :math:`\\tilde\\theta_t = \\alpha^{-t}\\theta_t` (Li & Arora 2019, Thm. 1.1
-    without momentum).
-    """
-    if not 0 < lr * weight_decay < 1:
-        raise ValueError(f"need 0 < lr * weight_decay < 1, got {lr * weight_decay!r}")
-    alpha = 1 - lr * weight_decay
-    return lr * alpha ** (-2.0 * np.arange(total_steps) - 1)
-
-
-def scale_invariant_mlp(widths: Sequence[int], activation: str = "relu", eps: float = 1e-5, seed: int = 0
-                        ) -> nn.Sequential:
-    """``Flatten -> [Linear(no bias) -> BatchNorm(no affine) -> act]* -> Linear (frozen)``.
-
-    Every trainable weight feeds a BatchNorm, so the training loss is invariant to rescaling them; the last layer is a
-    fixed random classifier (``requires_grad=False``) so that it does not break the invariance. ``eps`` is
-    BatchNorm's, the only thing that makes the invariance approximate.
-    """
-    from .models import activation as make_act
-
-    seed_everything(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    for n_in, n_out in zip(widths[:-2], widths[1:-1]):
-        layers += [nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out, affine=False, eps=eps),
-                   make_act(activation)]
-    head = nn.Linear(widths[-2], widths[-1])
-    head.requires_grad_(False)
-    return nn.Sequential(*layers, head)
-
-
 # --- one monitored run ---------------------------------------------------------------------------------------------
 
-def monitored_run(model_fn: Callable[[], nn.Module], optimizer_fn: Callable, train_data, epochs: int, *,
-                  seed: int = 0, lrs: Sequence[float] | None = None, **fit_kw) -> tuple[nn.Module, History]:
-    """Seed, build ``model_fn()``, train it with ``optimizer_fn(params)`` via ``dl.fit(track_steps=True)``.
+def monitored_run(model_fn: Callable[[], nn.Module], train_data, *, optimizer_fn: Callable, epochs: int,
+                  seed: int = 0, lrs: Sequence[float] | None = None, device: torch.device | str | None = None,
+                  **fit_kw) -> tuple[nn.Module, History]:
+    """One whole run: seed, build ``model_fn()`` (then ``.to(device)`` when ``device`` is given: the initial weights
+    are drawn the same way on every device), train it on ``train_data = (X, y)`` (moved to the model's device) with
+    ``optimizer_fn(params)`` for ``epochs`` via ``dl.fit(track_steps=True)`` (``fit_kw``: ``batch_size``,
+    ``test_data``, clipping, ...).
 
-    ``lrs`` (e.g. from :func:`lr_schedule`) installs a per-step schedule. Returns ``(model, history)``.
+    ``lrs`` (e.g. from :func:`dldna_lite.schedules.lr_schedule`) installs a per-step schedule. Returns
+    ``(model, history)``; ``history.diverged_at`` says whether and where it diverged. Several seeds:
+    ``dl.train.run_seeds(lambda seed: monitored_run(..., seed=seed), seeds)``.
     """
     seed_everything(seed)
-    model = model_fn()
+    model = model_fn() if device is None else model_fn().to(device)
     opt = optimizer_fn([p for p in model.parameters() if p.requires_grad])
     sched = scheduler(opt, lrs) if lrs is not None else None
     history = fit(model, opt, train_data, epochs, track_steps=True, scheduler=sched, seed=seed, **fit_kw)
@@ -296,32 +186,26 @@ def half_mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 0.5 * (outputs - targets).pow(2).sum(1).mean()
 
 
-def eos_data(n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def eos_data(n: int, offset: int = 0, *, device: torch.device | str | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` Fashion-MNIST training images ``[n, 784]`` (from ``offset``), centred per pixel and divided by the global
-    std, with one-hot float targets ``[n, 10]`` -- Cohen et al.'s preprocessing, for :func:`half_mse`."""
+    std, with one-hot float targets ``[n, 10]`` -- Cohen et al.'s preprocessing, for :func:`half_mse`. Computed on the
+    CPU (the same numbers everywhere), returned on ``device`` (default: the CPU)."""
     from .data import load_fashion_mnist
 
     X, y = load_fashion_mnist("train", limit=offset + n, flatten=True)
     X, y = X[offset:], y[offset:]
     X = X - X.mean(0)
-    return X / X.std(), F.one_hot(y, 10).to(X.dtype)
+    return (X / X.std()).to(device), F.one_hot(y, 10).to(X.dtype).to(device)
 
 
-def eos_model(width: int = 100, depth: int = 2, seed: int = 0, in_features: int = 784, out: int = 10) -> nn.Sequential:
-    """A tanh MLP ``in -> width x depth -> out`` with PyTorch's default initialization."""
-    seed_everything(seed)
-    widths = [in_features] + [width] * depth
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.Tanh()]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], out))
-
-
-def sharpness(model: nn.Module, data, loss_fn: Callable = half_mse, max_iter: int = 100, tol: float = 1e-5,
+def sharpness(model: nn.Module, data, *, loss_fn: Callable = half_mse, max_iter: int = 100, tol: float = 1e-5,
               init=None, seed: int = 0):
     """Top Hessian eigenvalue :math:`\\lambda_{max}` of ``loss_fn`` on ``data`` (full batch) and its eigenvector,
-    by :func:`dldna_lite.hessian.top_eigenvalues` (Lanczos; ``init`` = a previous eigenvector)."""
-    values, vectors = hessian.top_eigenvalues(model, loss_fn, data, k=1, max_iter=max_iter, tol=tol,
+    by :func:`dldna_lite.hessian.top_eigenvalues` (Lanczos; ``init`` = a previous eigenvector), on the model's device
+    (``data`` is moved there; the random start is drawn on the CPU from ``seed`` and moved)."""
+    data = on_device_of(model, data)
+    values, vectors = hessian.top_eigenvalues(model, data, loss_fn=loss_fn, k=1, max_iter=max_iter, tol=tol,
                                               init=None if init is None else [init],
                                               generator=torch.Generator().manual_seed(seed))
     return values[0], vectors[0]
@@ -336,10 +220,12 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
     eigenvector (at least as accurate as that many power iterations from it; cheap, and accurate once the
     eigenvector moves slowly). Returns ``dict(lr, loss [T], sharp_step [K], sharpness [K], diverged_at,
     time)`` with numpy arrays; a non-finite loss stops the run (``diverged_at`` = its 1-based step, else ``None``).
-    A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``).
+    A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``). Runs on the
+    model's device (``data`` is moved there once; the model is not moved).
     """
     if not (np.isfinite(lr) and lr > 0) or steps < 1 or every < 1:
         raise ValueError(f"need a finite lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
+    data = on_device_of(model, data)
     X, Y = data
     params = [p for p in model.parameters() if p.requires_grad]
     losses, sharp_step, sharp, vec, diverged_at = [], [], [], None, None
@@ -351,7 +237,8 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
             diverged_at = t + 1
             break
         if t % every == 0:                  # at the same parameters as the loss; never at a non-finite loss
-            value, vec = sharpness(model, data, loss_fn, max_iter=power_iters, tol=1e-12, init=vec, seed=seed)
+            value, vec = sharpness(model, data, loss_fn=loss_fn, max_iter=power_iters, tol=1e-12, init=vec,
+                                   seed=seed)
             sharp_step.append(t)
             sharp.append(value)
         grads = torch.autograd.grad(loss, params)
@@ -374,14 +261,17 @@ def edge_plateau(run: dict, tail: float = 0.25) -> float:
 
 def batch_size_sweep(model_fn: Callable[[], nn.Module], train_data, test_data, batch_sizes: Sequence[int],
                      epochs: int, *, base_lr: float, base_batch: int, rule: str = "linear", warmup_epochs: float = 0.0,
-                     momentum: float = 0.9, seed: int = 0, sharpness_data=None, sharpness_iters: int = 20) -> list[dict]:
-    """Train one model per batch size for the same number of epochs (SGD with momentum).
+                     momentum: float = 0.9, seed: int = 0, sharpness_data=None, sharpness_iters: int = 20,
+                     device: torch.device | str | None = None) -> list[dict]:
+    """Train one model per batch size for the same number of epochs (SGD with momentum), each built by
+    ``model_fn()`` and put on ``device`` (default: where ``model_fn`` puts it); the data follow the model.
 
     ``rule="linear"``: :math:`\\eta = \\eta_0 \\cdot B / B_0` (Goyal et al. 2017), linearly warmed up over
     ``warmup_epochs`` epochs; ``rule="none"``: :math:`\\eta = \\eta_0` for every batch size. One row per batch size:
     ``batch_size, lr, steps, train_loss, train_acc, test_loss, test_acc`` (full-data evaluation after training),
     ``gap = test_loss - train_loss``, ``sharpness`` (top Hessian eigenvalue on ``sharpness_data`` if given),
-    ``time`` and ``status`` ("ok" or "diverged at step k"; the metrics are then ``None``).
+    ``time`` and ``diverged_at`` (``None``, or the step where the loss became non-finite: the metrics are then
+    ``None``; :func:`dldna_lite.train.describe_divergence` says it in words).
     """
     if rule not in ("linear", "none"):
         raise ValueError(f"unknown rule {rule!r}; choose one of linear, none")
@@ -395,16 +285,17 @@ def batch_size_sweep(model_fn: Callable[[], nn.Module], train_data, test_data, b
         lrs = (lr_schedule("warmup_cosine", total, lr, warmup=warm, min_lr=lr) if 1 <= warm < total
                else lr_schedule("constant", total, lr))
         start = time.perf_counter()
-        model, h = monitored_run(model_fn, lambda p: torch.optim.SGD(p, lr=lr, momentum=momentum), train_data,
-                                 epochs, seed=seed, lrs=lrs, batch_size=b)
-        row = dict(batch_size=b, lr=lr, steps=len(h["loss"]), status=h.status)
+        sgd = lambda p: torch.optim.SGD(p, lr=lr, momentum=momentum)  # noqa: E731
+        model, h = monitored_run(model_fn, train_data, optimizer_fn=sgd, epochs=epochs, seed=seed, lrs=lrs,
+                                 batch_size=b, device=device)
+        row = dict(batch_size=b, lr=lr, steps=len(h["loss"]), diverged_at=h.diverged_at)
         if h.diverged:
             row.update(train_loss=None, train_acc=None, test_loss=None, test_acc=None, gap=None, sharpness=None)
         else:
             row["train_loss"], row["train_acc"] = evaluate(model, train_data)
             row["test_loss"], row["test_acc"] = evaluate(model, test_data)
             row["gap"] = row["test_loss"] - row["train_loss"]
-            row["sharpness"] = (sharpness(model, sharpness_data, F.cross_entropy, max_iter=sharpness_iters,
+            row["sharpness"] = (sharpness(model, sharpness_data, loss_fn=F.cross_entropy, max_iter=sharpness_iters,
                                           tol=1e-3)[0] if sharpness_data is not None else None)
         row["time"] = time.perf_counter() - start
         rows.append(row)

@@ -18,8 +18,9 @@ which costs about two backward passes. As in PyHessian (Yao et al. 2020), three 
   a Gauss quadrature of the spectral density.
 
 Conventions: ``data = (X, y)`` is evaluated as one full batch with the model in eval mode (dropout off; training
-mode is restored afterwards); ``loss_fn(outputs, targets)`` returns a scalar; a "vector" is a list of tensors shaped
-like ``[p for p in model.parameters() if p.requires_grad]``. The model's parameters are never modified.
+mode is restored afterwards); every function reads ``f(model, data, ..., *, loss_fn=F.cross_entropy, ...)`` and
+``loss_fn(outputs, targets)`` returns a scalar; a "vector" is a list of tensors shaped like the trainable parameters
+(flattened by :mod:`dldna_lite.landscape.flat`). Parameters are never modified. Used by chapters 03 and 05.
 """
 from __future__ import annotations
 
@@ -30,22 +31,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .landscape.flat import flatten, split, trainable
+from .train import on_device_of
 
 __all__ = ["hvp", "top_eigenvalues", "hessian_trace", "eigen_density", "lanczos", "density_on_grid",
            "HessianOperator", "exact_hessian"]
-
-
-def _params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def _split(vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    parts = torch.split(vector, [p.numel() for p in like])
-    return [t.view_as(p) for t, p in zip(parts, like)]
 
 
 class HessianOperator:
@@ -55,9 +47,9 @@ class HessianOperator:
     extra backward pass. Use as a context manager, or call :meth:`close` to restore the model's training mode.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, data):
-        X, y = data
-        self.model, self.params = model, _params(model)
+    def __init__(self, model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy):
+        X, y = on_device_of(model, data)
+        self.model, self.params = model, [p for _, p in trainable(model)]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
         self._was_training = model.training
@@ -80,7 +72,7 @@ class HessianOperator:
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for a flat vector ``v [P]`` (or a batch ``[B, P]``, one product per row)."""
         batched = v.dim() == 2
-        outputs = _split(v, self.params) if not batched else [t.reshape(len(v), *p.shape) for t, p in
+        outputs = split(v, self.params) if not batched else [t.reshape(len(v), *p.shape) for t, p in
                                                               zip(torch.split(v, [p.numel() for p in self.params], 1),
                                                                   self.params)]
         with torch.enable_grad():
@@ -90,7 +82,7 @@ class HessianOperator:
         self.n_products += len(v) if batched else 1
         if batched:
             return torch.cat([h.reshape(len(v), -1) for h in hv], 1).detach()
-        return _flat(hv).detach()
+        return flatten(hv).detach()
 
     def close(self) -> None:
         self._grads = None
@@ -103,12 +95,13 @@ class HessianOperator:
         self.close()
 
 
-def hvp(model: nn.Module, loss_fn: Callable, data, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def hvp(model: nn.Module, data, vectors: Sequence[torch.Tensor], *, loss_fn: Callable = F.cross_entropy
+        ) -> list[torch.Tensor]:
     """The Hessian-vector product :math:`Hv` as a list of tensors shaped like the trainable parameters."""
-    with HessianOperator(model, loss_fn, data) as H:
+    with HessianOperator(model, data, loss_fn=loss_fn) as H:
         if len(vectors) != len(H.params):
             raise ValueError(f"vectors has {len(vectors)} tensors but the model has {len(H.params)} trainable ones")
-        return _split(H(_flat([v.to(H.dtype) for v in vectors])), H.params)
+        return split(H(flatten([v.to(H.dtype) for v in vectors])), H.params)
 
 
 def _random_unit(size: int, generator, dtype, device) -> torch.Tensor:
@@ -119,9 +112,10 @@ def _random_unit(size: int, generator, dtype, device) -> torch.Tensor:
 METHODS = ("lanczos", "power")
 
 
-def top_eigenvalues(model: nn.Module, loss_fn: Callable, data, k: int = 1, max_iter: int = 100, tol: float = 1e-4,
-                    init: Sequence[Sequence[torch.Tensor]] | None = None, generator: torch.Generator | None = None,
-                    method: str = "lanczos") -> tuple[list[float], list[list[torch.Tensor]]]:
+def top_eigenvalues(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy, k: int = 1, max_iter: int = 100,
+                    tol: float = 1e-4, init: Sequence[Sequence[torch.Tensor]] | None = None,
+                    generator: torch.Generator | None = None, method: str = "lanczos"
+                    ) -> tuple[list[float], list[list[torch.Tensor]]]:
     """The ``k`` eigenpairs of largest magnitude of the Hessian, from at most ``k * max_iter`` Hessian-vector products.
 
     ``method="lanczos"`` (default, :func:`_lanczos_top`): Rayleigh-Ritz on the Krylov space
@@ -144,14 +138,14 @@ def top_eigenvalues(model: nn.Module, loss_fn: Callable, data, k: int = 1, max_i
     if init is not None and len(init) != k:
         raise ValueError(f"init must hold k={k} starting vectors, got {len(init)}")
     k, max_iter, tol = int(k), int(max_iter), float(tol)
-    with HessianOperator(model, loss_fn, data) as H:
+    with HessianOperator(model, data, loss_fn=loss_fn) as H:
         if k > H.size:
             raise ValueError(f"k={k} exceeds the number of parameters {H.size}")
-        starts = None if init is None else [_flat(v).to(device=H.device, dtype=H.dtype) for v in init]
+        starts = None if init is None else [flatten(v).to(device=H.device, dtype=H.dtype) for v in init]
         solve = _lanczos_top if method == "lanczos" else _power_top
         values, vectors = solve(H, k, max_iter, tol, starts, generator)
     order = sorted(range(k), key=lambda j: -abs(values[j]))
-    return [values[j] for j in order], [_split(vectors[j], H.params) for j in order]
+    return [values[j] for j in order], [split(vectors[j], H.params) for j in order]
 
 
 def _lanczos_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: list[torch.Tensor] | None,
@@ -189,37 +183,19 @@ def _lanczos_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: 
     def random_vector():
         return torch.randn(P, generator=generator, dtype=H.dtype).to(H.device)
 
-    def orthogonalize(v, m):
-        """``v`` minus its projection on ``Q[:m]`` (classical Gram-Schmidt, repeated when it cancelled much),
-        the total projection coefficients, and the norm of what is left."""
-        coef = torch.zeros(m, dtype=H.dtype, device=H.device)
-        norm = v.norm()
-        for _ in range(2):
-            c = Q[:m] @ v
-            v, coef = v - Q[:m].T @ c, coef + c
-            before, norm = norm, v.norm()
-            if not norm < 0.7 * before:
-                break
-        return v, coef, norm
-
     f = (sum(v / v.norm() for v in starts) if starts is not None else random_vector())
     f_norm, m, products = f.norm(), 0, 0
     theta = S = None
     values, top = [], []
     while products < budget and m < P:
         if not (torch.isfinite(f_norm) and f_norm > 1e-10 * max(1.0, abs(values[0]) if values else 1.0)):
-            f, _, f_norm = orthogonalize(random_vector(), m)     # invariant subspace (or nothing yet): leave it
+            f, _, f_norm = _orthogonalize(Q, random_vector(), m)   # invariant subspace (or nothing yet): leave it
         if m == cap:                                            # Krylov-Schur restart on the largest |θ|
-            keep = theta.abs().argsort(descending=True)[:max(k, cap // 2)]
-            Sk = S[:, keep]
-            Q[:len(keep)] = Sk.to(device=H.device, dtype=H.dtype).T @ Q[:m]
-            m = len(keep)
-            T.zero_()
-            T[:m, :m] = torch.diag(theta[keep])
+            m = _restart(Q, T, theta, S, max(k, cap // 2))
         Q[m] = f / f_norm
         w = H(Q[m])
         products += 1
-        f, coef, f_norm = orthogonalize(w, m + 1)
+        f, coef, f_norm = _orthogonalize(Q, w, m + 1)
         col = coef.double().cpu()
         T[:m + 1, m], T[m, :m + 1] = col, col
         m += 1
@@ -227,24 +203,54 @@ def _lanczos_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: 
         res = f_norm.item() * S[m - 1].abs()                   # ||H y_j - θ_j y_j|| for every Ritz pair
         top = theta.abs().argsort(descending=True)[:k].tolist()
         values = theta[top].tolist()
-        if len(top) < k:
-            continue
-        converged = True
-        for i in top:
-            others = [j for j in range(m) if j != i]
-            gap = min(((theta[i] - theta[j]).abs() - res[j]).item() for j in others) if others else 0.0
-            error = res[i].item() ** 2 / gap if gap > res[i] else res[i].item()
-            converged &= error <= tol * abs(theta[i].item())
-        # the next Ritz value at either end must not be able to overtake the k-th, even moved by its residual
-        n_pos = sum(1 for i in top if theta[i] >= 0)
-        smallest = min(abs(v) for v in values)
-        for j in (m - 1 - n_pos, k - n_pos):
-            if 0 <= j < m and j not in top:
-                converged &= (theta[j].abs() + res[j]).item() <= smallest
-        if converged:
+        if len(top) == k and _ritz_converged(theta, res, top, tol):
             break
     Y = S[:, top].to(device=H.device, dtype=H.dtype).T @ Q[:m]
     return values, [v / v.norm() for v in Y]
+
+
+def _orthogonalize(Q: torch.Tensor, v: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``v`` minus its projection on the rows ``Q[:m]`` (classical Gram-Schmidt, repeated when it cancelled much),
+    the total projection coefficients, and the norm of what is left."""
+    coef = torch.zeros(m, dtype=v.dtype, device=v.device)
+    norm = v.norm()
+    for _ in range(2):
+        c = Q[:m] @ v
+        v, coef = v - Q[:m].T @ c, coef + c
+        before, norm = norm, v.norm()
+        if not norm < 0.7 * before:
+            break
+    return v, coef, norm
+
+
+def _restart(Q: torch.Tensor, T: torch.Tensor, theta: torch.Tensor, S: torch.Tensor, n_keep: int) -> int:
+    """Krylov-Schur restart in place: the rows of ``Q`` become the ``n_keep`` Ritz vectors of largest
+    :math:`|\\theta|` and ``T`` their diagonal :math:`\\Theta`; returns the new basis size."""
+    keep = theta.abs().argsort(descending=True)[:n_keep]
+    m = len(S)
+    Q[:len(keep)] = S[:, keep].to(device=Q.device, dtype=Q.dtype).T @ Q[:m]
+    T.zero_()
+    T[:len(keep), :len(keep)] = torch.diag(theta[keep])
+    return len(keep)
+
+
+def _ritz_converged(theta: torch.Tensor, res: torch.Tensor, top: list[int], tol: float) -> bool:
+    """The stopping test of :func:`_lanczos_top` for the Ritz values ``theta [m]`` with residual norms ``res [m]``
+    and the indices ``top`` of the ``k`` largest :math:`|\\theta|`."""
+    m, k = len(theta), len(top)
+    converged = True
+    for i in top:
+        others = [j for j in range(m) if j != i]
+        gap = min(((theta[i] - theta[j]).abs() - res[j]).item() for j in others) if others else 0.0
+        error = res[i].item() ** 2 / gap if gap > res[i] else res[i].item()
+        converged &= error <= tol * abs(theta[i].item())
+    # the next Ritz value at either end must not be able to overtake the k-th, even moved by its residual
+    n_pos = sum(1 for i in top if theta[i] >= 0)
+    smallest = min(abs(theta[i].item()) for i in top)
+    for j in (m - 1 - n_pos, k - n_pos):
+        if 0 <= j < m and j not in top:
+            converged &= (theta[j].abs() + res[j]).item() <= smallest
+    return converged
 
 
 def _power_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: list[torch.Tensor] | None,
@@ -275,7 +281,7 @@ def _power_top(H: HessianOperator, k: int, max_iter: int, tol: float, starts: li
     return values, vectors
 
 
-def hessian_trace(model: nn.Module, loss_fn: Callable, data, n_samples: int = 100,
+def hessian_trace(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy, n_samples: int = 100,
                   generator: torch.Generator | None = None, batch: int = 32) -> float:
     """Hutchinson's estimate :math:`\\operatorname{tr} H \\approx \\frac1n \\sum_{i=1}^n v_i^\\top H v_i` with
     Rademacher :math:`v_i \\in \\{\\pm 1\\}^P` (unbiased; variance :math:`2\\sum_{i \\ne j} H_{ij}^2 / n`).
@@ -284,7 +290,7 @@ def hessian_trace(model: nn.Module, loss_fn: Callable, data, n_samples: int = 10
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
     total = 0.0
-    with HessianOperator(model, loss_fn, data) as H:
+    with HessianOperator(model, data, loss_fn=loss_fn) as H:
         done = 0
         while done < n_samples:
             b = min(batch, n_samples - done)
@@ -339,9 +345,9 @@ def density_on_grid(nodes, weights, grid, sigma: float) -> np.ndarray:
     return (kernel * weights[None]).sum(axis=(1, 2)) / len(nodes)
 
 
-def eigen_density(model: nn.Module, loss_fn: Callable, data, n_iter: int = 100, n_runs: int = 1,
-                  generator: torch.Generator | None = None, grid_size: int = 1000, sigma: float | None = None,
-                  ) -> dict:
+def eigen_density(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy, n_iter: int = 100,
+                  n_runs: int = 1, generator: torch.Generator | None = None, grid_size: int = 1000,
+                  sigma: float | None = None) -> dict:
     """The Hessian's spectral density by stochastic Lanczos quadrature (``n_runs`` random starts, ``n_iter`` steps).
 
     Returns ``dict(nodes [R, m], weights [R, m], grid [G], density [G], sigma)`` (numpy): the Ritz values and
@@ -352,7 +358,7 @@ def eigen_density(model: nn.Module, loss_fn: Callable, data, n_iter: int = 100, 
     if n_iter < 1 or n_runs < 1:
         raise ValueError(f"n_iter and n_runs must be >= 1, got {n_iter!r}, {n_runs!r}")
     runs = []
-    with HessianOperator(model, loss_fn, data) as H:
+    with HessianOperator(model, data, loss_fn=loss_fn) as H:
         m = min(n_iter, H.size)
         for _ in range(n_runs):
             v0 = (torch.randint(0, 2, (H.size,), generator=generator).to(H.dtype) * 2 - 1).to(H.device)
@@ -371,14 +377,14 @@ def eigen_density(model: nn.Module, loss_fn: Callable, data, n_iter: int = 100, 
                 sigma=sigma)
 
 
-def exact_hessian(model: nn.Module, loss_fn: Callable, data) -> torch.Tensor:
+def exact_hessian(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy) -> torch.Tensor:
     """The full Hessian ``[P, P]`` of ``loss_fn(model(X), y)`` w.r.t. all parameters (flattened, in order).
 
     The dense reference for tiny networks (P of a few hundred at most), built by
     ``torch.autograd.functional.hessian`` independently of the Hessian-vector products above; tests and exercise
     checkers compare the matrix-free estimates with it.
     """
-    X, y = data
+    X, y = on_device_of(model, data)
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -1,4 +1,5 @@
-"""Weight initialization: the rules, the spectra they produce, and how signals propagate through them.
+"""Weight initialization (chapter 01, its exercises and solutions): the rules, the spectra they produce, and how
+signals propagate through them.
 
 Every initializer fills the weight of each ``nn.Linear`` / ``nn.Conv*`` layer of a model in place and sets its bias
 to zero. With ``fan_in`` = inputs per output unit and ``fan_out`` = outputs per input unit, the per-entry variance
@@ -23,6 +24,11 @@ method                 distribution                                ``Var(W_ij)``
 ``a`` is the negative slope of a leaky ReLU / PReLU (``a = 0``: ReLU). Spectral metrics (:func:`condition_number`,
 :func:`spectral_norm`, :func:`effective_rank`) are computed from the singular values in float64. A conv kernel
 ``[out, in, k, k]`` is treated as the matrix ``[out, in·k·k]``.
+
+Devices: a weight may live on any device; its random numbers are drawn on the CPU (with a CPU ``generator``) and
+copied there, so a seed gives the same weights everywhere. :func:`propagation_stats` and :func:`analyze` compute on
+the model's device. Symmetry breaking (:func:`constant_`, :func:`unit_spread`, :func:`symmetry_run`) lives in
+:mod:`dldna_lite.init_symmetry` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -73,15 +79,21 @@ def target_variance(method: str, shape: Sequence[int], a: float = 0.0, std: floa
 
 
 # --------------------------------------------------------------------------------------------- the initializers
+def _on_cpu(W: torch.Tensor) -> torch.Tensor:
+    """An empty CPU tensor like ``W``: the draws are made on the CPU (with the CPU ``generator``), then copied to
+    ``W``'s device, so that a seed gives the same weights on every device."""
+    return torch.empty(W.shape, dtype=W.dtype)
+
+
 def _normal(W: torch.Tensor, var: float, generator) -> torch.Tensor:
     with torch.no_grad():
-        return W.normal_(0.0, math.sqrt(var), generator=generator)
+        return W.copy_(_on_cpu(W).normal_(0.0, math.sqrt(var), generator=generator))
 
 
 def _uniform(W: torch.Tensor, var: float, generator) -> torch.Tensor:
     bound = math.sqrt(3.0 * var)  # Var(U(-b, b)) = b² / 3
     with torch.no_grad():
-        return W.uniform_(-bound, bound, generator=generator)
+        return W.copy_(_on_cpu(W).uniform_(-bound, bound, generator=generator))
 
 
 def orthogonal_matrix(rows: int, cols: int, generator: torch.Generator | None = None,
@@ -134,7 +146,10 @@ def l_momentum_(W: torch.Tensor, momentum: float = 0.9, scale_by_fan: bool = Tru
 def init_weight_(W: torch.Tensor, method: str, a: float = 0.0, std: float = 0.01, gain: float = 1.0,
                  momentum: float = 0.9, scale_by_fan: bool = True, directions: str = "orthogonal",
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Fill one weight tensor ``[out, in, *kernel]`` in place with ``method`` (see the module docstring)."""
+    """Fill one weight tensor ``[out, in, *kernel]`` in place with ``method`` (see the module docstring).
+
+    ``W`` may live on any device; the random numbers are drawn on the CPU (``generator`` is a CPU generator) and
+    copied there, so the same seed gives bitwise the same weights on a CPU and on a GPU."""
     if method not in METHODS:
         raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "l_momentum":
@@ -201,9 +216,10 @@ def effective_rank(W: torch.Tensor) -> float:
 
 
 def _erank(s: torch.Tensor) -> float:
+    if s.sum().item() == 0.0:
+        return 1.0
     p = s / s.sum()
-    p = p[p > 0]
-    return math.exp(-(p * p.log()).sum().item())
+    return math.exp(-torch.xlogy(p, p).sum().item())  # xlogy(0, 0) = 0: zero singular values add nothing
 
 
 def layer_stats(model: nn.Module) -> list[dict]:
@@ -225,8 +241,12 @@ def propagation_stats(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                       loss_fn: Callable | None = None) -> dict[str, list[float]]:
     """Per Linear/Conv layer ``l``: ``act_std`` = std of its output ``z_l`` (pre-activation) on the batch ``X`` and
     ``grad_std`` = std of ``∂L/∂z_l`` after one backward pass of ``loss_fn(model(X), y)`` (cross-entropy by
-    default). Both lists have one entry per layer, input side first. Parameter gradients are left untouched."""
+    default). Both lists have one entry per layer, input side first. Parameter gradients are left untouched.
+    Computed on the model's device (``X`` and ``y`` are moved there)."""
+    from .train import on_device_of
+
     loss_fn = loss_fn or F.cross_entropy
+    X, y = on_device_of(model, (X, y))
     outputs: list[torch.Tensor] = []
 
     def keep(_module, _inp, out):
@@ -247,16 +267,6 @@ def propagation_stats(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                 grad_std=[0.0 if g is None else g.std().item() for g in grads])
 
 
-def deep_mlp(depth: int, width: int = 128, activation: str = "relu", batchnorm: bool = False,
-             n_in: int = 784, n_out: int = 10) -> nn.Sequential:
-    """A plain MLP with ``depth`` weight layers: ``n_in -> width × (depth - 1) -> n_out``."""
-    from .models import mlp
-
-    if not isinstance(depth, int) or depth < 2:
-        raise ValueError(f"depth must be an int >= 2, got {depth!r}")
-    return mlp([n_in] + [width] * (depth - 1) + [n_out], activation, batchnorm=batchnorm)
-
-
 # --------------------------------------------------------------------------------------------- the comparison
 def steps_to_target(losses: Sequence[float], target: float, window: int = 20) -> int | None:
     """First (1-based) step at which the moving average of the last ``window`` step losses is ``<= target``."""
@@ -268,92 +278,112 @@ def steps_to_target(losses: Sequence[float], target: float, window: int = 20) ->
     return None if len(hit) == 0 else int(hit[0]) + window
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def _mean_and_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     t = torch.tensor(values, dtype=torch.float64)
     return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)
 
 
+def _default_kw(method: str) -> dict:
+    return {"a": 0.25} if method in ("kaiming_normal", "kaiming_uniform", "scaled_orthogonal") else {}
+
+
+def _one_run(method: str, seed: int, kw: dict, model_fn: Callable[[], nn.Module], optimizer_fn: Callable,
+             train_data, test_data, epochs: int, batch_size: int, target_loss: float, progress) -> dict:
+    """One seed of :func:`analyze`: initialize (seeded), measure the spectra, train; what the row averages."""
+    from .config import seed_everything
+    from .train import train
+
+    generator = seed_everything(seed)  # before model_fn(): the model's own init draws come from the seed too
+    model = initialize(model_fn(), method, generator=generator, **kw)
+    stats = layer_stats(model)
+    spectra = {k: sum(r[k] for r in stats) / len(stats) for k in ("condition_number", "spectral_norm", "erank_ratio")}
+    start = time.perf_counter()
+    history = train(model, optimizer_fn(model.parameters()), train_data, epochs, batch_size=batch_size,
+                    test_data=test_data, seed=seed, progress=progress, desc=f"{method} seed {seed}")
+    elapsed = time.perf_counter() - start
+    hit = None if history.diverged else steps_to_target(history["loss"], target_loss)
+    return dict(seed=seed, diverged_at=history.diverged_at, test_loss=history.final("test_loss"),
+                test_acc=history.final("test_acc"), steps_to_target=hit, time=elapsed, **spectra)
+
+
+def _summary(method: str, runs: list[dict]) -> dict:
+    """The row of :func:`analyze` for ``method`` from its per-seed ``runs``."""
+    from .train import mean_std
+
+    diverged = [r["diverged_at"] for r in runs if r["diverged_at"] is not None]
+    steps = [float(r["steps_to_target"]) for r in runs if r["steps_to_target"] is not None]
+    status = "ok" if not diverged else mean_std([r["test_acc"] for r in runs], [r["diverged_at"] for r in runs],
+                                                "{:.3f}")
+    row = dict(method=method, status=status, diverged_at=diverged[0] if diverged else None, seeds=len(runs),
+               reached=len(steps), runs=runs)
+    for key, values in (("test_loss", [r["test_loss"] for r in runs if r["diverged_at"] is None]),
+                        ("test_acc", [r["test_acc"] for r in runs if r["diverged_at"] is None]),
+                        ("steps_to_target", steps)):
+        row[key], row[f"{key}_std"] = _mean_and_std(values)
+    row.update({k: sum(r[k] for r in runs) / len(runs)
+                for k in ("condition_number", "spectral_norm", "erank_ratio", "time")})
+    return row
+
+
 def analyze(methods: Iterable[str], train_data, test_data, epochs: int, seeds: Sequence[int] = (0,),
             target_loss: float = 0.6, model_fn: Callable[[], nn.Module] | None = None,
             optimizer_fn: Callable | None = None, batch_size: int = 128, init_kw: dict | None = None,
-            progress: bool | None = None) -> list[dict]:
-    """Train one model per (method, seed) under identical conditions; one summary row per method.
+            progress: bool | None = None, device: torch.device | str | None = None) -> list[dict]:
+    """Train one model per (method, seed) under identical conditions (:func:`~dldna_lite.train.run_seeds`); one
+    summary row per method.
 
-    ``model_fn()`` builds the network (default: the source's ``SimpleNetwork`` with PReLU), ``optimizer_fn(params)``
+    ``model_fn()`` builds the network on the device it computes on (default: *Deep Learning DNA*'s ``SimpleNetwork``
+    with PReLU, built on ``device``, default the CPU; the data go to the model's device), ``optimizer_fn(params)``
     the optimizer (default: SGD, lr 0.01, momentum 0.9). ``init_kw[method]`` holds extra keywords for
     :func:`initialize` (default for every method: ``a=0.25``, PReLU's initial slope, where it applies).
-    Row keys: ``method``, ``status`` ("ok"; "diverged at step k (seed s)" for a single seed; "2 of 3 seeds
-    diverged: seed 0 at step 4, seed 2 at step 9" for several),
+    Row keys: ``method``; ``runs``, one dict per seed (``seed``, ``diverged_at``, ``test_loss``, ``test_acc``,
+    ``steps_to_target``, the spectra below, ``time``); ``diverged_at`` (the step of the first seed that diverged,
+    ``None`` if none did) and ``status`` ("ok", else :func:`~dldna_lite.train.mean_std` of the test accuracy:
+    "diverged at step k" for a single seed, "2 of 3 seeds diverged (steps 4, 9); ..." for several);
     ``test_loss``/``test_acc`` and their ``*_std`` over the seeds that did not diverge (``None`` if all did),
     ``steps_to_target`` (mean over seeds that reached ``target_loss``; ``None`` if none did) and ``reached``
     (how many seeds did), the init spectra ``condition_number`` (mean over layers), ``spectral_norm`` (mean over
-    layers) and ``erank_ratio`` (mean over layers), and ``time`` (s per run).
+    layers) and ``erank_ratio`` (mean over layers), and ``time`` (s per run); all means over the seeds.
     """
-    from .config import seed_everything
     from .models import SimpleNetwork
-    from .train import train
+    from .train import run_seeds
 
-    model_fn = model_fn or (lambda: SimpleNetwork(act_func=nn.PReLU()))
+    model_fn = model_fn or (lambda: SimpleNetwork(act_func=nn.PReLU()).to(device or "cpu"))
     optimizer_fn = optimizer_fn or (lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9))
     init_kw = init_kw or {}
     rows = []
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(METHODS)}")
-        kw = init_kw.get(method, {"a": 0.25} if method in ("kaiming_normal", "kaiming_uniform",
-                                                             "scaled_orthogonal") else {})
-        losses, accs, steps, times, spectra, diverged = [], [], [], [], [], []
-        for seed in seeds:
-            generator = seed_everything(seed)
-            model = initialize(model_fn(), method, generator=generator, **kw)
-            stats = layer_stats(model)
-            spectra.append([sum(r[k] for r in stats) / len(stats)
-                            for k in ("condition_number", "spectral_norm", "erank_ratio")])
-            start = time.perf_counter()
-            history = train(model, optimizer_fn(model.parameters()), train_data, epochs, batch_size=batch_size,
-                            test_data=test_data, seed=seed, progress=progress, desc=f"{method} seed {seed}")
-            times.append(time.perf_counter() - start)
-            if history.diverged:
-                diverged.append((seed, history.diverged_at))
-                continue
-            losses.append(history.final("test_loss"))
-            accs.append(history.final("test_acc"))
-            hit = steps_to_target(history["loss"], target_loss)
-            if hit is not None:
-                steps.append(hit)
-        status = ("ok" if not diverged else f"diverged at step {diverged[0][1]} (seed {diverged[0][0]})"
-                  if len(seeds) == 1 else f"{len(diverged)} of {len(seeds)} seeds diverged: "
-                  + ", ".join(f"seed {s} at step {k}" for s, k in diverged))
-        row = dict(method=method, status=status, seeds=len(seeds), reached=len(steps))
-        row["test_loss"], row["test_loss_std"] = _mean_std(losses)
-        row["test_acc"], row["test_acc_std"] = _mean_std(accs)
-        row["steps_to_target"], row["steps_to_target_std"] = _mean_std([float(s) for s in steps])
-        cond, snorm, ratio = (sum(c) / len(c) for c in zip(*spectra))
-        row.update(condition_number=cond, spectral_norm=snorm, erank_ratio=ratio,
-                   time=sum(times) / len(times))
-        rows.append(row)
+        kw = init_kw.get(method, _default_kw(method))
+        runs = run_seeds(lambda seed: _one_run(method, seed, kw, model_fn, optimizer_fn, train_data, test_data,
+                                               epochs, batch_size, target_loss, progress),
+                         seeds, progress=progress, desc=method)
+        rows.append(_summary(method, runs))
     return rows
 
 
-def _pm(mean, std, fmt: str) -> str:
-    if mean is None:
-        return "–"
-    return fmt.format(mean) + ("" if not std else " ± " + fmt.format(std))
-
-
 def results_table(rows: list[dict]) -> str:
-    """The rows of :func:`analyze` as a Markdown table (divergence as text, never NaN)."""
+    """The rows of :func:`analyze` as a Markdown table: every mean ± std (and every divergence, never a NaN) from
+    :func:`~dldna_lite.train.mean_std` over the row's ``runs``."""
+    from .train import mean_std
+
     head = ("| method | final test loss | test accuracy | steps to target | mean κ | mean σ_max | erank ratio "
             "| time (s) | status |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        reached = (_pm(r["steps_to_target"], r["steps_to_target_std"], "{:.0f}")
-                   + (f" ({r['reached']}/{r['seeds']} seeds)" if 0 < r["reached"] < r["seeds"] else "")
+        over_seeds = lambda key, fmt: mean_std([x[key] for x in r["runs"]], [x["diverged_at"] for x in r["runs"]], fmt)
+        steps = [x["steps_to_target"] for x in r["runs"] if x["steps_to_target"] is not None]
+        reached = (mean_std(steps, fmt="{:.0f}") + (f" ({r['reached']}/{r['seeds']} seeds)"
+                                                    if 0 < r["reached"] < r["seeds"] else "")
                    if r["reached"] else "not reached")
-        lines.append(f"| {r['method']} | {_pm(r['test_loss'], r['test_loss_std'], '{:.3f}')} "
-                     f"| {_pm(r['test_acc'], r['test_acc_std'], '{:.3f}')} | {reached} "
-                     f"| {r['condition_number']:.2f} | {r['spectral_norm']:.2f} | {r['erank_ratio']:.3f} "
+        lines.append(f"| {r['method']} | {over_seeds('test_loss', '{:.3f}')} | {over_seeds('test_acc', '{:.3f}')} "
+                     f"| {reached} | {r['condition_number']:.2f} | {r['spectral_norm']:.2f} | {r['erank_ratio']:.3f} "
                      f"| {r['time']:.1f} | {r['status']} |")
     return "\n".join(lines)
+
+
+# symmetry breaking (a chapter-01 section) lives in its own module to keep this one short; it is part of `init`.
+from .init_symmetry import constant_, symmetry_run, unit_spread  # noqa: E402  (needs the names above)

@@ -2,7 +2,11 @@
 
 * :class:`SimpleNetwork` -- the source's MLP (Flatten -> [Linear -> activation]* -> Linear), PReLU or any activation.
 * :func:`mlp` -- a plain MLP from a list of widths, with optional BatchNorm and dropout.
+* :func:`deep_mlp` -- chapter 01's deep MLP: ``depth`` weight layers of one ``width``.
 * :class:`SmallCNN` -- two conv blocks and a linear head for ``[N, 1, 28, 28]`` images.
+* Chapters 05-07: :func:`tanh_mlp` (edge of stability), :func:`scale_invariant_mlp` (weight decay as an exponential
+  learning rate), :class:`ModularMLP` (grokking; ``[N, 2]`` int64 operands), :func:`chain_mlp` (a chain of
+  Linear-ReLU blocks for the memory of backprop) and :func:`scaled_relu_mlp` (vanishing gradients).
 
 All take ``[N, 1, 28, 28]`` or ``[N, 784]`` inputs and return logits ``[N, num_classes]``.
 """
@@ -31,6 +35,9 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+_new_activation = activation  # for the builders whose ``activation`` argument shadows the function
+
+
 def _check_widths(widths: Sequence[int]) -> list[int]:
     widths = list(widths)
     if any(not isinstance(w, int) or w <= 0 for w in widths):
@@ -39,16 +46,17 @@ def _check_widths(widths: Sequence[int]) -> list[int]:
 
 
 class SimpleNetwork(nn.Module):
-    """The source's ``SimpleNetwork``: ``784 -> hidden_shape... -> num_labels`` with one activation type.
+    """The source's ``SimpleNetwork``: ``in_features -> widths... -> num_classes`` with one activation type.
 
-    ``act_func`` is a module (deep-copied per layer, so PReLU slopes are per layer) or an activation name.
+    ``act_func`` is a module (deep-copied per layer, so PReLU slopes are per layer) or an activation name;
+    ``widths`` are the hidden layers' sizes.
     """
 
-    def __init__(self, act_func: nn.Module | str = "relu", input_shape: int = 784, num_labels: int = 10,
-                 hidden_shape: Sequence[int] = (512, 64)):
+    def __init__(self, act_func: nn.Module | str = "relu", *, in_features: int = 784, num_classes: int = 10,
+                 widths: Sequence[int] = (512, 64)):
         super().__init__()
-        widths = _check_widths([input_shape, *hidden_shape, num_labels])
-        make_act = (lambda: activation(act_func)) if isinstance(act_func, str) else (lambda: _copy(act_func))
+        widths = _check_widths([in_features, *widths, num_classes])
+        make_act = (lambda: _new_activation(act_func)) if isinstance(act_func, str) else (lambda: _copy(act_func))
         layers: list[nn.Module] = [nn.Flatten()]
         for n_in, n_out in zip(widths[:-2], widths[1:-1]):
             layers += [nn.Linear(n_in, n_out), make_act()]
@@ -65,9 +73,10 @@ def _copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
 
 
-def mlp(widths: Sequence[int], activation_name: str = "relu", batchnorm: bool = False,
+def mlp(widths: Sequence[int], *, activation: str = "relu", batchnorm: bool = False,
         dropout: float = 0.0) -> nn.Sequential:
-    """``Flatten -> [Linear -> (BatchNorm) -> act -> (Dropout)]* -> Linear`` for ``widths = [in, h1, ..., out]``."""
+    """``Flatten -> [Linear -> (BatchNorm) -> act -> (Dropout)]* -> Linear`` for ``widths = [in, h1, ..., out]``;
+    ``activation`` is a name of :data:`ACTIVATIONS`."""
     widths = _check_widths(widths)
     if len(widths) < 2:
         raise ValueError(f"an MLP needs at least input and output widths, got {widths}")
@@ -78,7 +87,7 @@ def mlp(widths: Sequence[int], activation_name: str = "relu", batchnorm: bool = 
         layers.append(nn.Linear(n_in, n_out))
         if batchnorm:
             layers.append(nn.BatchNorm1d(n_out))
-        layers.append(activation(activation_name))
+        layers.append(_new_activation(activation))
         if dropout:
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(widths[-2], widths[-1]))
@@ -117,3 +126,134 @@ def build(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --- chapter 01 -----------------------------------------------------------------------------------------------------
+def deep_mlp(*, depth: int, width: int = 128, in_features: int = 784, num_classes: int = 10,
+             activation: str = "relu", batchnorm: bool = False) -> nn.Sequential:
+    """Chapter 01's plain MLP with ``depth`` weight layers: ``in_features -> width × (depth - 1) -> num_classes``
+    (:func:`mlp`, so the same draws of the random number generator)."""
+    if not isinstance(depth, int) or depth < 2:
+        raise ValueError(f"depth must be an int >= 2, got {depth!r}")
+    return mlp([in_features] + [width] * (depth - 1) + [num_classes], activation=activation, batchnorm=batchnorm)
+
+
+# --- chapters 05-07 -------------------------------------------------------------------------------------------------
+def tanh_mlp(*, in_features: int = 784, width: int = 100, depth: int = 2, num_classes: int = 10, seed: int = 0
+             ) -> nn.Sequential:
+    """Chapter 05's edge-of-stability network: ``in_features -> width × depth (tanh) -> num_classes`` with PyTorch's
+    default initialization, drawn after ``seed_everything(seed)``."""
+    from .config import seed_everything
+
+    seed_everything(seed)
+    widths = [in_features] + [width] * depth
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], num_classes))
+
+
+def scale_invariant_mlp(*, widths: Sequence[int], activation: str = "relu", eps: float = 1e-5, seed: int = 0
+                        ) -> nn.Sequential:
+    """Chapter 05's ``Flatten -> [Linear(no bias) -> BatchNorm(no affine) -> act]* -> Linear (frozen)`` for
+    ``widths = [in, h1, ..., out]``, drawn after ``seed_everything(seed)``.
+
+    Every trainable weight feeds a BatchNorm, so the training loss is invariant to rescaling them; the last layer is a
+    fixed random classifier (``requires_grad=False``) so that it does not break the invariance. ``eps`` is
+    BatchNorm's, the only thing that makes the invariance approximate.
+    """
+    from .config import seed_everything
+
+    seed_everything(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for n_in, n_out in zip(widths[:-2], widths[1:-1]):
+        layers += [nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out, affine=False, eps=eps),
+                   _new_activation(activation)]
+    head = nn.Linear(widths[-2], widths[-1])
+    head.requires_grad_(False)
+    return nn.Sequential(*layers, head)
+
+
+class ModularMLP(nn.Module):
+    """Chapter 06's grokking network for :math:`a + b \\bmod p` with ``p = num_classes``: one embedding table for both
+    operands (``p → embed_dim``), concatenated, then ``Linear(2·embed_dim, width) → ReLU → Linear(width, p)``.
+    ``[N, 2]`` int64 → ``[N, p]`` logits."""
+
+    def __init__(self, *, num_classes: int, embed_dim: int = 64, width: int = 128):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.mlp = nn.Sequential(nn.Linear(2 * embed_dim, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.embed(x).flatten(1))
+
+
+def chain_mlp(*, depth: int, width: int = 256, seed: int = 0, dtype=torch.float32) -> nn.Sequential:
+    """Chapter 07's chain: ``depth`` blocks ``Linear(width, width) → ReLU``, each block one ``nn.Sequential`` (one
+    node of the chain), Kaiming-normal weights from ``torch.Generator().manual_seed(seed)`` and zero biases."""
+    import math
+
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive int, got {depth!r}")
+    gen = torch.Generator().manual_seed(seed)
+    blocks = []
+    for _ in range(depth):
+        lin = nn.Linear(width, width).to(dtype)
+        with torch.no_grad():  # Kaiming-normal weights, zero bias: the signal keeps its scale through the chain
+            lin.weight.copy_(torch.randn(width, width, generator=gen, dtype=dtype) * math.sqrt(2 / width))
+            lin.bias.zero_()
+        blocks.append(nn.Sequential(lin, nn.ReLU()))
+    return nn.Sequential(*blocks)
+
+
+def scaled_relu_mlp(*, depth: int, width: int, gain: float, in_features: int = 784, num_classes: int = 10,
+                    seed: int = 0) -> nn.Sequential:
+    r"""Chapter 07's deep ReLU network: ``depth`` Linear layers (``in_features → width → ... → width →
+    num_classes``) with ReLU between them, weights :math:`N(0, \text{gain}^2 \cdot 2/\text{fan\_in})` (``gain = 1``
+    is Kaiming's rule) from ``torch.Generator().manual_seed(seed)``, and zero biases."""
+    import math
+
+    gen = torch.Generator().manual_seed(seed)
+    dims = [in_features] + [width] * (depth - 1) + [num_classes]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        lin = nn.Linear(a, b)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=gen) * gain * math.sqrt(2 / a))
+            lin.bias.zero_()
+        layers += [lin, nn.ReLU()] if i < depth - 1 else [lin]
+    return nn.Sequential(*layers)
+
+
+# --- residual MLP (chapters 03 and 04)
+class ResidualMLP(nn.Module):
+    r"""A ResNet-style MLP, the deep network of the skip-connection comparisons in chapters 03 and 04.
+
+    ``in_features → width`` (ReLU), then ``depth`` residual blocks of two ``width → width`` layers, then a linear
+    head ``width → num_classes``: ``2 depth + 2`` linear layers. The block is ResNet's basic block (He et al. 2016)
+    with linear layers, :math:`h \leftarrow \mathrm{ReLU}(h + W_2\,\mathrm{ReLU}(W_1 h + b_1) + b_2)` with
+    ``skip=True``, and the same block without the ":math:`h +`", :math:`h \leftarrow \mathrm{ReLU}(W_2\,
+    \mathrm{ReLU}(W_1 h + b_1) + b_2)`, with ``skip=False``. ``skip`` creates no parameter, so the two networks built
+    after the same seed have the same initial weights and differ only in the skip. PyTorch's default
+    initialization. Inputs ``[N, in_features]`` or ``[N, 1, 28, 28]``; logits ``[N, num_classes]``.
+    """
+
+    def __init__(self, *, width: int, depth: int, skip: bool = True, in_features: int = 784, num_classes: int = 10):
+        super().__init__()
+        sizes = dict(width=width, depth=depth, in_features=in_features, num_classes=num_classes)
+        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"width, depth, in_features and num_classes must be positive ints, got {bad}")
+        if not isinstance(skip, bool):
+            raise ValueError(f"skip must be True (residual blocks) or False (plain blocks), got {skip!r}")
+        self.skip = skip
+        self.stem = nn.Linear(in_features, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+                                    for _ in range(depth))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x.flatten(1)))
+        for block in self.blocks:
+            h = torch.relu(h + block(h)) if self.skip else torch.relu(block(h))
+        return self.head(h)

@@ -11,11 +11,14 @@ in the text. Two places run the same notebook:
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import numbers
+import textwrap
 
 from .config import env_flag
 
-__all__ = ["in_book_build", "glue", "glue_text"]
+__all__ = ["in_book_build", "glue", "glue_text", "show_source", "claim", "ClaimError"]
 
 
 def in_book_build() -> bool:
@@ -52,3 +55,38 @@ def glue(name: str, value, display: bool = False) -> None:
         myst_glue(name, value, display=display)
         return
     print(f"{name} = {glue_text(value)}")
+
+
+def source_text(obj, docstring: bool = True) -> str:
+    """The source of a function, method or class as the reader should see it: dedented, and without its docstring
+    when ``docstring=False`` (the chapter's prose already says what it does)."""
+    source = textwrap.dedent(inspect.getsource(obj))
+    if docstring:
+        return source
+    node = ast.parse(source).body[0]
+    first = node.body[0] if getattr(node, "body", None) else None
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+        return source
+    lines = source.splitlines(keepends=True)
+    return "".join(lines[:first.lineno - 1] + lines[first.end_lineno:])
+
+
+def show_source(obj, docstring: bool = True) -> None:
+    """Print :func:`source_text` under the cell: how a chapter shows the package's real code (never a second copy)."""
+    print(source_text(obj, docstring).rstrip("\n"))
+
+
+class ClaimError(AssertionError):
+    """A sentence of the book that the numbers of this run contradict."""
+
+
+def claim(holds: bool, sentence: str, **measured) -> None:
+    """Guard a sentence of the prose: raise :class:`ClaimError` naming it, and the numbers behind it, when this
+    run's numbers contradict it. Chapters call it in a hidden cell right after the numbers, so a build (any
+    profile) that would print a false sentence fails instead::
+
+        claim(all(r["reached_edge"] for r in runs), "every run reaches 2/lr and stays there", plateaus=plateaus)
+    """
+    if not holds:
+        numbers = ", ".join(f"{k}={glue_text(v)}" for k, v in measured.items())
+        raise ClaimError(f"the text says {sentence!r}, but this run measured {numbers or 'otherwise'}")

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .config import env_flag
+from .config import device_of, env_flag
 from .data import batches
 
 STEP_METRICS = ("loss", "grad_norm", "param_change", "weight_norm", "lr")
@@ -44,7 +46,7 @@ class History:
     @property
     def status(self) -> str:
         """``"ok"`` or ``"diverged at step k"``."""
-        return f"diverged at step {self.diverged_at}" if self.diverged else "ok"
+        return describe_divergence(self.diverged_at)
 
     def __getitem__(self, key: str) -> list:
         if key in self.steps:
@@ -85,15 +87,22 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float | None:
     return None
 
 
+def on_device_of(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data = (X, y)`` on the model's device (no copy when it is there already)."""
+    dev = device_of(model)
+    return data[0].to(dev), data[1].to(dev)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None = None,
+def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, loss_fn: Callable | None = None,
              batch_size: int = 4096) -> tuple[float, float | None]:
-    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in eval mode (training mode restored after).
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in eval mode (training mode restored after), on the
+    model's device.
 
     Evaluated ``batch_size`` rows at a time: the loss is the batch losses weighted by batch length (``loss_fn``
     must average over its batch, as the torch losses do by default), the accuracy counts correct rows exactly."""
     loss_fn = loss_fn or F.cross_entropy
-    X, y = data
+    X, y = on_device_of(model, data)
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, len(X)
@@ -122,17 +131,7 @@ def _global_norm(tensors) -> float:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[torch.Tensor, torch.Tensor],
-          epochs: int, *, batch_size: int = 128, loss_fn: Callable | None = None,
-          test_data: tuple[torch.Tensor, torch.Tensor] | None = None, track_steps: bool = False,
-          clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
-          scheduler=None, seed: int = 0, progress: bool | None = None, max_steps: int | None = None,
-          desc: str = "train") -> History:
-    """Train ``model`` in place with ``optimizer`` on ``train_data = (X [N, ...], y [N])``; return a :class:`History`.
-
-    ``scheduler`` (any ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Batch order comes from a
-    generator seeded with ``seed``: with the same model init and seed, two runs give identical numbers on the CPU.
-    """
+def _check_train_args(optimizer, train_data, epochs, clip_grad_norm, clip_grad_value) -> None:
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     for name, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
@@ -145,63 +144,148 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[
     X, y = train_data
     if len(X) != len(y):
         raise ValueError(f"train_data: X has {len(X)} rows but y has {len(y)}")
+
+
+@dataclass
+class _Run:
+    """What one :func:`train` call needs at every step (so the per-epoch loop stays short)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    params: list
+    history: History
+    track_steps: bool
+    clip_grad_norm: float | None
+    clip_grad_value: float | None
+    scheduler: object
+    step: int = 0
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward, (clip), optimizer and scheduler step for one minibatch; record the per-step metrics."""
+        params = self.params
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.track_steps:
+            grad_norm = _global_norm([p.grad for p in params])
+            before = [p.detach().clone() for p in params]
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        if self.clip_grad_value is not None:
+            nn.utils.clip_grad_value_(params, self.clip_grad_value)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.history.steps["loss"].append(loss.item())
+        if self.track_steps:
+            with torch.no_grad():
+                steps = self.history.steps
+                steps["grad_norm"].append(grad_norm)
+                steps["param_change"].append(_global_norm(torch._foreach_sub([p.detach() for p in params], before)))
+                steps["weight_norm"].append(_global_norm([p.detach() for p in params]))
+                steps["lr"].append(self.optimizer.param_groups[0]["lr"])
+
+    def epoch(self, batch_iter, max_steps: int | None) -> dict | None:
+        """One pass over ``batch_iter``; the epoch's running averages, or ``None`` when the loss became non-finite."""
+        sum_loss, sum_correct, seen = 0.0, 0.0, 0
+        for xb, yb in batch_iter:
+            self.step += 1
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+            if not torch.isfinite(loss):
+                self.history.diverged_at = self.step
+                return None
+            self.update(loss)
+            acc = accuracy(out.detach(), yb)
+            sum_loss += loss.item() * len(xb)
+            sum_correct = None if acc is None or sum_correct is None else sum_correct + acc * len(xb)
+            seen += len(xb)
+            if max_steps is not None and self.step >= max_steps:
+                break
+        return {"train_loss": sum_loss / seen, "train_acc": None if sum_correct is None else sum_correct / seen}
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[torch.Tensor, torch.Tensor],
+          epochs: int, *, batch_size: int = 128, loss_fn: Callable | None = None,
+          test_data: tuple[torch.Tensor, torch.Tensor] | None = None, track_steps: bool = False,
+          clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
+          scheduler=None, seed: int = 0, progress: bool | None = None, max_steps: int | None = None,
+          desc: str = "train") -> History:
+    """Train ``model`` in place with ``optimizer`` on ``train_data = (X [N, ...], y [N])``; return a :class:`History`.
+    Runs on the model's device; the data are moved there once (keep them there to avoid the copy).
+
+    ``scheduler`` (any ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Batch order comes from a
+    generator seeded with ``seed``: with the same model init and seed, two runs give identical numbers on the CPU.
+    """
+    _check_train_args(optimizer, train_data, epochs, clip_grad_norm, clip_grad_value)
     loss_fn = loss_fn or F.cross_entropy
-    params = [p for p in model.parameters() if p.requires_grad]
     history = History()
     if track_steps:
         history.steps.update({k: [] for k in STEP_METRICS[1:]})
-    generator = torch.Generator().manual_seed(seed)
-    start, step = time.perf_counter(), 0
+    run = _Run(model, optimizer, loss_fn, [p for p in model.parameters() if p.requires_grad], history, track_steps,
+               clip_grad_norm, clip_grad_value, scheduler)
+    train_data = on_device_of(model, train_data)
+    test_data = None if test_data is None else on_device_of(model, test_data)
+    generator = torch.Generator().manual_seed(seed)   # on the CPU: the same batch order on every device
+    start = time.perf_counter()
     model.train()
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress_enabled(progress), leave=False)
     for epoch in bar:
-        sum_loss, sum_correct, seen = 0.0, 0.0, 0
-        for xb, yb in batches(X, y, batch_size, shuffle=True, generator=generator):
-            step += 1
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            loss_value = loss.item()
-            if not torch.isfinite(loss):
-                history.diverged_at = step
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if track_steps:
-                grad_norm = _global_norm([p.grad for p in params])
-                before = [p.detach().clone() for p in params]
-            if clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            if clip_grad_value is not None:
-                nn.utils.clip_grad_value_(params, clip_grad_value)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            history.steps["loss"].append(loss_value)
-            if track_steps:
-                with torch.no_grad():
-                    history.steps["grad_norm"].append(grad_norm)
-                    history.steps["param_change"].append(_global_norm(torch._foreach_sub([p.detach() for p in params], before)))
-                    history.steps["weight_norm"].append(_global_norm([p.detach() for p in params]))
-                    history.steps["lr"].append(optimizer.param_groups[0]["lr"])
-            acc = accuracy(out.detach(), yb)
-            sum_loss += loss_value * len(xb)
-            sum_correct = None if acc is None or sum_correct is None else sum_correct + acc * len(xb)
-            seen += len(xb)
-            if max_steps is not None and step >= max_steps:
-                break
-        if history.diverged:
+        row = run.epoch(batches(*train_data, batch_size, shuffle=True, generator=generator), max_steps)
+        if row is None:
             break
-        row = {"epoch": epoch, "train_loss": sum_loss / seen,
-               "train_acc": None if sum_correct is None else sum_correct / seen}
+        row = {"epoch": epoch, **row}
         if test_data is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, test_data, loss_fn)
-            if not torch.isfinite(torch.tensor(row["test_loss"])):
-                history.diverged_at = step
+            row["test_loss"], row["test_acc"] = evaluate(model, test_data, loss_fn=loss_fn)
+            if not math.isfinite(row["test_loss"]):
+                history.diverged_at = run.step
                 break
         row["time"] = time.perf_counter() - start
         history.epochs.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}")
-        if max_steps is not None and step >= max_steps:
+        if max_steps is not None and run.step >= max_steps:
             break
     bar.close()
     return history
+
+
+# ---------------------------------------------------------------------------------------------- several seeds
+def describe_divergence(diverged_at: int | None) -> str:
+    """``"ok"`` or ``"diverged at step k"``: how every table of the book reports a run that blew up."""
+    return "ok" if diverged_at is None else f"diverged at step {diverged_at}"
+
+
+def run_seeds(run: Callable[[int], dict], seeds: Sequence[int], *, progress: bool | None = None,
+              desc: str = "seeds") -> list[dict]:
+    """``[run(seed) for seed in seeds]``, with a progress bar over the seeds in a live notebook. Each ``run``
+    seeds its own experiment (model, batches) from ``seed``, so any one seed can be re-run on its own."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    bar = tqdm(seeds, desc=desc, disable=not progress_enabled(progress) or len(seeds) < 2, leave=False)
+    return [run(seed) for seed in bar]
+
+
+def mean_std(values: Sequence[float | None], diverged_at: Sequence[int | None] | None = None,
+             fmt: str = "{:.4f}") -> str:
+    """One summary of a metric over seeds, as the chapters print it.
+
+    ``values[i]`` is seed i's number, ``None`` where that run diverged (``diverged_at[i]`` then says at which step).
+    All finished: ``"m ± s"`` (sample std), or ``"m"`` for one seed. Some diverged: ``"diverged at step k"`` for a
+    single seed, else ``"2 of 3 seeds diverged (steps 4, 9); m ± s over the other 1"`` -- never a NaN mean.
+    """
+    values = list(values)
+    steps = list(diverged_at) if diverged_at is not None else [None] * len(values)
+    if len(steps) != len(values):
+        raise ValueError(f"values and diverged_at differ in length: {len(values)} and {len(steps)}")
+    done = np.array([v for v in values if v is not None], dtype=float)
+    stats = ("" if not len(done) else fmt.format(done.mean()) if len(done) == 1
+             else f"{fmt.format(done.mean())} ± {fmt.format(done.std(ddof=1))}")
+    bad = [s for v, s in zip(values, steps) if v is None]
+    if not bad:
+        return stats
+    if len(values) == 1:
+        return describe_divergence(bad[0]) if bad[0] is not None else "diverged"
+    where = ", ".join("?" if s is None else str(s) for s in bad)
+    text = f"{len(bad)} of {len(values)} seeds diverged (step{'s' if len(bad) > 1 else ''} {where})"
+    return text + (f"; {stats} over the other {len(done)}" if len(done) else "")

@@ -104,7 +104,7 @@ def test_rescaled_twins_compute_the_same_function():
 # --------------------------------------------------------------------------------------------- 2. power iteration
 def test_exact_hessian_matches_finite_differences():
     net, loss_fn, (X, y) = ls_ex.tiny_hessian_problem()
-    H = exact_hessian(net, loss_fn, (X, y))
+    H = exact_hessian(net, (X, y), loss_fn=loss_fn)
     P = sum(p.numel() for p in net.parameters())
     assert H.shape == (P, P) and torch.allclose(H, H.T, atol=1e-10)
     # independent reference: a finite difference of autograd gradients along a random direction
@@ -134,7 +134,7 @@ def test_power_iteration(sol):
     top = sol["top_eigenvalue"]
     assert check.power_iteration(top)
     net, loss_fn, data = ls_ex.tiny_hessian_problem()
-    ev = torch.linalg.eigvalsh(exact_hessian(net, loss_fn, data))
+    ev = torch.linalg.eigvalsh(exact_hessian(net, data, loss_fn=loss_fn))
     expect_fail(check.power_iteration(lambda *a: ev.sum().item()), "trace")
     expect_fail(check.power_iteration(lambda *a: ev[ev.abs().argmax()].item()), "second network")  # typed number
     expect_fail(check.power_iteration(lambda m, lf, d, iters: top(m, lf, d, 1)), "exact Hessian")
@@ -157,7 +157,7 @@ def test_power_iteration(sol):
         return math.sqrt(sum((h * h).sum().item() for h in v))
 
     def dense(model, loss_fn, data, iters):  # the exact Hessian instead of power iteration
-        ev = torch.linalg.eigvalsh(exact_hessian(model, loss_fn, data))
+        ev = torch.linalg.eigvalsh(exact_hessian(model, data, loss_fn=loss_fn))
         return ev[ev.abs().argmax()].item()
 
     expect_fail(check.power_iteration(dense), "iters=1")
@@ -170,6 +170,6 @@ def test_power_iteration(sol):
 def test_power_iteration_agrees_with_hessian_module():
     hessian = pytest.importorskip("dldna_lite.hessian")
     net, loss_fn, data = ls_ex.tiny_hessian_problem()
-    values, _ = hessian.top_eigenvalues(net, loss_fn, data, k=1, max_iter=500, tol=1e-10,
+    values, _ = hessian.top_eigenvalues(net, data, loss_fn=loss_fn, k=1, max_iter=500, tol=1e-10,
                                         generator=torch.Generator().manual_seed(0))
     assert math.isclose(values[0], ls_ex.top_eigenvalue_reference(net, loss_fn, data), rel_tol=1e-3)

@@ -127,7 +127,7 @@ def test_grokking_solution_and_reference(sol):
     assert check.grokking_weight_decay(sol["model_wd"], sol["model_no_wd"], sol["grokked_without_wd"])
     ref = mm._grokking_reference()
     assert ref[True]["val_acc"] > 0.9 > 0.1 > ref[False]["val_acc"]  # the story the exercise tells
-    # the reference (stories.train_grokking, one thread) and the solution (this loop) are the same run
+    # the reference (generalization.train_grokking, one thread) and the solution (this loop) are the same run
     assert math.isclose(mm._grokking_stats(sol["model_wd"])["norm"], ref[True]["norm"], rel_tol=1e-3)
     assert check.grokking_weight_decay(_train(ex.GROKKING_SETUP["weight_decay"], seed=3), sol["model_no_wd"], False)
 

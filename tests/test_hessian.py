@@ -33,9 +33,9 @@ def _flat(ts):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hvp_equals_exact_hessian_times_vector(seed):
     net, loss_fn, data = _problem(seed)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     v = [torch.randn_like(p) for p in net.parameters()]
-    got = hs.hvp(net, loss_fn, data, v)
+    got = hs.hvp(net, data, v, loss_fn=loss_fn)
     assert [g.shape for g in got] == [p.shape for p in net.parameters()]
     torch.testing.assert_close(_flat(got), H @ _flat(v), rtol=1e-10, atol=1e-12)
 
@@ -44,12 +44,12 @@ def test_hvp_equals_exact_hessian_times_vector(seed):
 @pytest.mark.parametrize("seed,act", [(0, nn.Tanh), (3, nn.ReLU), (5, nn.Sigmoid)])
 def test_top_eigenvalues_match_exact(seed, act, method):
     net, loss_fn, data = _problem(seed, act)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     ev, evec = torch.linalg.eigh(H)
     order = ev.abs().argsort(descending=True)
     before = [p.detach().clone() for p in net.parameters()]
     net.train()
-    values, vectors = hs.top_eigenvalues(net, loss_fn, data, k=2, max_iter=3000, tol=1e-12,
+    values, vectors = hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=2, max_iter=3000, tol=1e-12,
                                          generator=torch.Generator().manual_seed(seed), method=method)
     assert net.training                                           # mode restored
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))  # parameters untouched
@@ -75,9 +75,9 @@ def test_lanczos_at_the_default_tolerance_is_within_1e_3_of_exact(seed, act, los
     magnitude first, negative ones included) must be within 1e-3 relative of ``eigvalsh`` of the exact Hessian."""
     net, loss_fn, data = _problem(seed, act)
     loss_fn = _saddle_loss if loss == "saddle" else loss_fn
-    exact = torch.linalg.eigvalsh(exact_hessian(net, loss_fn, data))
+    exact = torch.linalg.eigvalsh(exact_hessian(net, data, loss_fn=loss_fn))
     want = exact[exact.abs().argsort(descending=True)][:4].tolist()
-    got, _ = hs.top_eigenvalues(net, loss_fn, data, k=4, generator=torch.Generator().manual_seed(seed))
+    got, _ = hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=4, generator=torch.Generator().manual_seed(seed))
     for i, (g, w) in enumerate(zip(got, want)):
         assert abs(g - w) <= 1e-3 * abs(w), (i, got, want)
 
@@ -86,16 +86,16 @@ def test_lanczos_restarts_and_warm_starts():
     """A basis of 8 vectors forces Krylov-Schur restarts on the 75-parameter net; a warm start from the exact
     eigenvectors needs k products (the Krylov space of their sum holds both)."""
     net, loss_fn, data = _problem(1)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     ev, evec = torch.linalg.eigh(H)
     order = ev.abs().argsort(descending=True)
-    with hs.HessianOperator(net, loss_fn, data) as op:
+    with hs.HessianOperator(net, data, loss_fn=loss_fn) as op:
         values, vectors = hs._lanczos_top(op, 3, 200, 1e-10, None, torch.Generator().manual_seed(0), max_basis=8)
         assert op.n_products > 8                                   # it did restart
     for lam, v, j in zip(values, vectors, order[:3]):
         assert lam == pytest.approx(ev[j].item(), rel=1e-8)
         torch.testing.assert_close(H @ v, lam * v, atol=1e-6 * abs(lam), rtol=0)
-    with hs.HessianOperator(net, loss_fn, data) as op:
+    with hs.HessianOperator(net, data, loss_fn=loss_fn) as op:
         warm, _ = hs._lanczos_top(op, 2, 100, 1e-8, [evec[:, order[0]], evec[:, order[1]]], None)
         assert op.n_products == 2
     assert warm == pytest.approx([ev[order[0]].item(), ev[order[1]].item()], rel=1e-10)
@@ -110,7 +110,7 @@ def _mid_size_problem():
 
 def _arpack(net, loss_fn, data, k, tol=1e-12):
     """The tight reference: ARPACK (``scipy.sparse.linalg.eigsh``) on the Hessian-vector products, largest |λ|."""
-    with hs.HessianOperator(net, loss_fn, data) as H:
+    with hs.HessianOperator(net, data, loss_fn=loss_fn) as H:
         op = LinearOperator((H.size, H.size), dtype=np.float64,
                             matvec=lambda v: H(torch.from_numpy(np.asarray(v, dtype=np.float64).ravel())).numpy())
         values = eigsh(op, k=k, which="LM", tol=tol, v0=np.random.default_rng(0).standard_normal(H.size))[0]
@@ -126,10 +126,10 @@ def mid_size():
 def test_lanczos_matches_arpack_on_a_mid_size_net(mid_size):
     net, loss_fn, data, ref = mid_size
     for seed in (0, 1):
-        got, vectors = hs.top_eigenvalues(net, loss_fn, data, k=3, generator=torch.Generator().manual_seed(seed))
+        got, vectors = hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=3, generator=torch.Generator().manual_seed(seed))
         for i in range(3):
             assert abs(got[i] - ref[i]) <= 1e-3 * abs(ref[i]), (seed, i, got, ref[:3])
-    hv = _flat(hs.hvp(net, loss_fn, data, vectors[0]))
+    hv = _flat(hs.hvp(net, data, vectors[0], loss_fn=loss_fn))
     assert (hv - got[0] * _flat(vectors[0])).norm().item() < 0.05 * abs(got[0])   # an approximate eigenvector
 
 
@@ -154,7 +154,7 @@ def test_pyhessian_agrees_on_eigenvalues_and_trace(mid_size):
     from pyhessian import hessian as PyHessian
 
     tiny, loss_fn, tiny_data = _problem(4)
-    H = exact_hessian(tiny, loss_fn, tiny_data)
+    H = exact_hessian(tiny, tiny_data, loss_fn=loss_fn)
     exact = torch.linalg.eigvalsh(H)
     exact = exact[exact.abs().argsort(descending=True)].tolist()
     net, _, data, ref = mid_size
@@ -164,7 +164,7 @@ def test_pyhessian_agrees_on_eigenvalues_and_trace(mid_size):
             warnings.simplefilter("ignore", UserWarning)      # backward(create_graph=True) reference-cycle warning
             theirs = PyHessian(model, loss_fn, data=batch, cuda=False)
         their_values, _ = theirs.eigenvalues(maxIter=3000, tol=1e-10, top_n=2)
-        ours, _ = hs.top_eigenvalues(model, loss_fn, batch, k=2, max_iter=3000, tol=1e-10,
+        ours, _ = hs.top_eigenvalues(model, batch, loss_fn=loss_fn, k=2, max_iter=3000, tol=1e-10,
                                      generator=torch.Generator().manual_seed(0))
         for i in range(2):
             assert ours[i] == pytest.approx(want[i], rel=1e-8)
@@ -174,7 +174,7 @@ def test_pyhessian_agrees_on_eigenvalues_and_trace(mid_size):
         n = 300
         samples = np.array(theirs.trace(maxIter=n, tol=-math.inf))   # no early stop: exactly n samples
         assert len(samples) == n
-        ours_trace = hs.hessian_trace(model, loss_fn, batch, n_samples=n, generator=torch.Generator().manual_seed(1))
+        ours_trace = hs.hessian_trace(model, batch, loss_fn=loss_fn, n_samples=n, generator=torch.Generator().manual_seed(1))
         std_err = samples.std(ddof=1) / math.sqrt(n)                  # the same for both estimators
         assert abs(ours_trace - samples.mean()) < 4 * math.sqrt(2) * std_err, (ours_trace, samples.mean(), std_err)
         if model is tiny:
@@ -186,36 +186,36 @@ def test_pyhessian_agrees_on_eigenvalues_and_trace(mid_size):
 
 def test_top_eigenvalues_warm_start_and_errors():
     net, loss_fn, data = _problem(0)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     ev, evec = torch.linalg.eigh(H)
     top = evec[:, ev.abs().argmax()]
     init = [list(torch.split(top, [p.numel() for p in net.parameters()]))]
     init = [[t.view_as(p) for t, p in zip(init[0], net.parameters())]]
     for method in hs.METHODS:
-        values, _ = hs.top_eigenvalues(net, loss_fn, data, k=1, max_iter=3, tol=1e-12, init=init, method=method)
+        values, _ = hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=1, max_iter=3, tol=1e-12, init=init, method=method)
         assert values[0] == pytest.approx(ev[ev.abs().argmax()].item(), rel=1e-9)
     with pytest.raises(ValueError, match="k must be"):
-        hs.top_eigenvalues(net, loss_fn, data, k=0)
+        hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=0)
     with pytest.raises(ValueError, match="init"):
-        hs.top_eigenvalues(net, loss_fn, data, k=2, init=init)
+        hs.top_eigenvalues(net, data, loss_fn=loss_fn, k=2, init=init)
     with pytest.raises(ValueError, match="choose one of lanczos, power"):
-        hs.top_eigenvalues(net, loss_fn, data, method="arnoldi")
+        hs.top_eigenvalues(net, data, loss_fn=loss_fn, method="arnoldi")
     X, y = data
     net.train()
     with pytest.raises(ValueError, match="loss is nan.*diverge"):
-        hs.top_eigenvalues(net, loss_fn, (X * math.nan, y))
+        hs.top_eigenvalues(net, (X * math.nan, y), loss_fn=loss_fn)
     assert net.training
     for bad in (dict(tol=math.inf), dict(tol=math.nan), dict(tol=0.0), dict(max_iter=0)):
         with pytest.raises(ValueError, match="max_iter must be"):
-            hs.top_eigenvalues(net, loss_fn, data, **bad)
+            hs.top_eigenvalues(net, data, loss_fn=loss_fn, **bad)
 
 
 def test_hutchinson_is_the_mean_of_rademacher_quadratic_forms():
     """Exact check of the estimator: same Rademacher draws as the implementation, exact Hessian."""
     net, loss_fn, data = _problem(2)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     n = 50
-    got = hs.hessian_trace(net, loss_fn, data, n_samples=n, generator=torch.Generator().manual_seed(7), batch=n)
+    got = hs.hessian_trace(net, data, loss_fn=loss_fn, n_samples=n, generator=torch.Generator().manual_seed(7), batch=n)
     V = torch.randint(0, 2, (n, H.shape[0]), generator=torch.Generator().manual_seed(7)).double() * 2 - 1
     want = torch.einsum("np,pq,nq->n", V, H, V).mean().item()
     assert got == pytest.approx(want, rel=1e-10)
@@ -223,9 +223,9 @@ def test_hutchinson_is_the_mean_of_rademacher_quadratic_forms():
 
 def test_hutchinson_trace_is_unbiased():
     net, loss_fn, data = _problem(4)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     n = 4000
-    got = hs.hessian_trace(net, loss_fn, data, n_samples=n, generator=torch.Generator().manual_seed(1), batch=500)
+    got = hs.hessian_trace(net, data, loss_fn=loss_fn, n_samples=n, generator=torch.Generator().manual_seed(1), batch=500)
     trace = H.trace().item()
     std_err = math.sqrt(2 * ((H ** 2).sum() - (H.diag() ** 2).sum()).item() / n)
     assert abs(got - trace) < 4 * std_err, (got, trace, std_err)
@@ -249,10 +249,10 @@ def test_lanczos_gauss_quadrature_is_exact_for_low_moments():
 
 def test_eigen_density_on_tiny_net():
     net, loss_fn, data = _problem(0)
-    H = exact_hessian(net, loss_fn, data)
+    H = exact_hessian(net, data, loss_fn=loss_fn)
     ev = torch.linalg.eigvalsh(H).numpy()
     P = len(ev)
-    out = hs.eigen_density(net, loss_fn, data, n_iter=P, n_runs=3, generator=torch.Generator().manual_seed(0))
+    out = hs.eigen_density(net, data, loss_fn=loss_fn, n_iter=P, n_runs=3, generator=torch.Generator().manual_seed(0))
     assert out["nodes"].shape[0] == 3 and np.isfinite(out["density"]).all()
     # every node that carries weight is an exact eigenvalue, and the extremes are found
     heavy = out["nodes"][out["weights"] > 1e-6]
@@ -273,3 +273,17 @@ def test_density_on_grid_is_a_mixture_of_gaussians():
     np.testing.assert_allclose(d, want / (0.5 * math.sqrt(2 * math.pi)), rtol=1e-12)
     with pytest.raises(ValueError):
         hs.density_on_grid([0.0], [1.0], grid, sigma=0)
+
+
+def test_calling_convention_model_data_then_keywords():
+    """``f(model, data, *, loss_fn=F.cross_entropy, ...)``: cross-entropy by default, the loss only by keyword."""
+    net, _, data = _problem(1)
+    gen = lambda: torch.Generator().manual_seed(0)
+    default, _ = hs.top_eigenvalues(net, data, k=1, max_iter=500, tol=1e-10, generator=gen())
+    explicit, _ = hs.top_eigenvalues(net, data, loss_fn=F.cross_entropy, k=1, max_iter=500, tol=1e-10,
+                                     generator=gen())
+    assert default == explicit
+    torch.testing.assert_close(hs.exact_hessian(net, data), hs.exact_hessian(net, data, loss_fn=F.cross_entropy))
+    for fn in (hs.top_eigenvalues, hs.hessian_trace, hs.eigen_density, hs.exact_hessian):
+        with pytest.raises(TypeError):
+            fn(net, F.cross_entropy, data)                   # the old order (model, loss_fn, data) is refused

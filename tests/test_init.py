@@ -1,13 +1,12 @@
 """dldna_lite.init against closed forms, torch.nn.init and numpy.linalg."""
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from dldna_lite import init
+from dldna_lite import init, models
 
 OUT, IN = 600, 1500  # a large rectangular layer: fan_in != fan_out, so swapping them is caught
 
@@ -118,7 +117,7 @@ def test_metric_edge_cases():
 
 def test_propagation_stats_match_manual_backprop():
     torch.manual_seed(0)
-    net = init.deep_mlp(4, width=16, n_in=10, n_out=3)
+    net = models.deep_mlp(depth=4, width=16, in_features=10, num_classes=3)
     X, y = torch.randn(32, 10), torch.randint(0, 3, (32,))
     stats = init.propagation_stats(net, X, y)
     zs, h = [], X
@@ -138,7 +137,7 @@ def test_kaiming_preserves_the_second_moment_through_relu_layers():
     X = torch.randn(2000, 512, generator=gen)
     y = torch.zeros(2000, dtype=torch.long)
     for method, ratio in (("kaiming_normal", 1.0), ("lecun", 0.5)):
-        net = init.initialize(init.deep_mlp(8, width=512, n_in=512), method, generator=gen)
+        net = init.initialize(models.deep_mlp(depth=8, width=512, in_features=512), method, generator=gen)
         sd = init.propagation_stats(net, X, y)["act_std"][1:-1]  # hidden layers 2..7
         per_layer = [(b / a) ** 2 for a, b in zip(sd[:-1], sd[1:])]
         assert np.mean(per_layer) == pytest.approx(ratio, rel=0.1)
@@ -159,11 +158,13 @@ def test_analyze_reports_divergence_never_nan(fmnist_small):
                         init_kw={"l_momentum": dict(scale_by_fan=False, directions="uniform")})
     ok, bad = rows
     assert ok["status"] == "ok" and 0.5 < ok["test_acc"] <= 1 and ok["reached"] == 1
-    assert bad["status"].startswith("diverged at step") and bad["status"].endswith("(seed 0)")
+    assert bad["status"] == f"diverged at step {bad['diverged_at']}" and bad["diverged_at"] >= 1
+    assert ok["diverged_at"] is None and [r["seed"] for r in ok["runs"]] == [0]
     assert bad["test_loss"] is None
     several, = init.analyze(["l_momentum"], train, test, epochs=1, seeds=(0, 1), target_loss=1.5,
                             init_kw={"l_momentum": dict(scale_by_fan=False, directions="uniform")})
-    assert re.fullmatch(r"2 of 2 seeds diverged: seed 0 at step \d+, seed 1 at step \d+", several["status"])
+    steps = [r["diverged_at"] for r in several["runs"]]
+    assert several["status"] == f"2 of 2 seeds diverged (steps {steps[0]}, {steps[1]})"
     table = init.results_table(rows)
     assert "nan" not in table.lower() and "diverged at step" in table
     assert ok["condition_number"] >= 1 and 0 < ok["erank_ratio"] <= 1
@@ -181,9 +182,35 @@ def test_orthogonal_products_are_isometries_and_gaussian_products_are_not():
 
 
 def test_deep_mlp_and_analyze_validate_arguments():
-    net = init.deep_mlp(5, width=8)
+    net = models.deep_mlp(depth=5, width=8)
     assert len(init.weight_layers(net)) == 5
     with pytest.raises(ValueError, match="depth"):
-        init.deep_mlp(1)
+        models.deep_mlp(depth=1)
+    with pytest.raises(TypeError):
+        models.deep_mlp(5)  # sizes are keyword-only
     with pytest.raises(ValueError, match="kaiming_normal"):
         init.analyze(["he"], (torch.zeros(4, 784), torch.zeros(4, dtype=torch.long)), None, epochs=1)
+
+
+# ---------------------------------------------------------------------------------------------- symmetry breaking
+def test_constant_sets_one_over_fan_in_and_zero_bias():
+    net = init.constant_(models.mlp([12, 5, 3]))
+    layers = [m for _, m in init.weight_layers(net)]
+    assert torch.all(layers[0].weight == 1 / 12) and torch.all(layers[1].weight == 1 / 5)
+    assert all(torch.all(m.bias == 0) for m in layers)
+    assert torch.all(init.constant_(models.mlp([4, 2]), 0.3)[1].weight == 0.3)
+
+
+def test_unit_spread_is_zero_for_copies_and_positive_for_random_rows():
+    assert init.unit_spread(torch.ones(6, 4)) == 0.0
+    assert init.unit_spread(torch.randn(6, 4, generator=torch.Generator().manual_seed(0))) > 0.5
+
+
+def test_constant_init_keeps_the_units_identical_through_training():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(256, 20, generator=g)
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+    const = init.symmetry_run((X, y), (X, y), method="constant", width=8, epochs=2, lr=0.1, batch_size=32)
+    rand = init.symmetry_run((X, y), (X, y), method="kaiming_normal", width=8, epochs=2, lr=0.1, batch_size=32)
+    assert const["spread"].shape == (3, 2) and np.all(const["spread"] == 0.0)
+    assert np.all(rand["spread"] > 0.5) and const["diverged_at"] is None and rand["test_acc"] is not None

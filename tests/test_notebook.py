@@ -66,3 +66,33 @@ def test_the_book_extension_marks_its_kernels_as_a_book_build(monkeypatch):
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert notebook.in_book_build()
     assert environ["DLDNA_STATIC_WIDGETS"] == "1" and environ["DLDNA_PROGRESS"] == "0"
+
+
+def _documented(x):
+    """Say what it does.
+
+    Over two lines."""
+    if x:
+        return x + 1
+    return 0
+
+
+def test_show_source_prints_the_code_with_or_without_its_docstring(capsys):
+    from dldna_lite.notebook import show_source, source_text
+    full = source_text(_documented)
+    assert '"""Say what it does.' in full and "return x + 1" in full
+    body = source_text(_documented, docstring=False)
+    assert "Say what it does" not in body and "Over two lines" not in body
+    assert body.splitlines()[0] == "def _documented(x):" and body.splitlines()[1] == "    if x:"
+    show_source(_documented, docstring=False)
+    assert capsys.readouterr().out == body.rstrip("\n") + "\n"
+    assert source_text(test_show_source_prints_the_code_with_or_without_its_docstring, docstring=False) \
+        .startswith("def test_show_source")          # no docstring: unchanged
+
+
+def test_claim_names_the_sentence_and_the_numbers():
+    from dldna_lite.notebook import ClaimError, claim
+    claim(True, "it converges")
+    with pytest.raises(ClaimError, match=r"'every run reaches 2/lr'.*plateau=1.234") as info:
+        claim(False, "every run reaches 2/lr", plateau=1.23449)
+    assert isinstance(info.value, AssertionError)

@@ -15,30 +15,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from dldna_lite import optim
+from dldna_lite.optim import reference
+from dldna_lite.optim.reference import STEPS, run_steps as run
 
-STEPS = 100
+
+
+def random_sizes(seed):
+    """``(d_in, width, d_out)``, each in 2..6."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(int(torch.randint(2, 7, (1,), generator=g)) for _ in range(3))
 
 
 def make_problem(seed):
-    """A random tanh MLP (float64) and a stream of random regression batches."""
-    g = torch.Generator().manual_seed(seed)
-    d_in, width, d_out = (int(torch.randint(2, 7, (1,), generator=g)) for _ in range(3))
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(d_in, width), nn.Tanh(), nn.Linear(width, d_out)).double()
-    data = [(torch.randn(16, d_in, generator=g, dtype=torch.float64), torch.randn(16, d_out, generator=g,
-                                                                                  dtype=torch.float64))
-            for _ in range(STEPS)]
-    return model, data
-
-
-def run(model, opt, data, after_step=None):
-    for t, (x, y) in enumerate(data):
-        opt.zero_grad()
-        F.mse_loss(model(x), y).backward()
-        opt.step()
-        if after_step is not None:
-            after_step(t)
-    return model
+    """A random-size tanh MLP (float64) and a stream of random regression batches (optim.reference)."""
+    return reference.make_problem(seed, sizes=random_sizes(seed), steps=STEPS)
 
 
 def assert_same(model_a, model_b, tol=1e-6):
@@ -95,11 +85,7 @@ def lion_reference():
 def test_matches_torch_optim(case, seed):
     ours, ref, sample = CASES[case]
     kwargs = sample(np.random.default_rng(seed))
-    model, data = make_problem(seed)
-    twin = copy.deepcopy(model)
-    run(model, ours(model.parameters(), **kwargs), data)
-    run(twin, ref(twin.parameters(), **kwargs), data)
-    assert_same(model, twin)
+    assert reference.max_difference(ours, ref, seed=seed, sizes=random_sizes(seed), **kwargs) <= 1e-6
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -107,11 +93,7 @@ def test_lion_matches_lion_pytorch(seed):
     rng = np.random.default_rng(seed)
     kwargs = dict(lr=log_uniform(rng, 1e-4, 1e-2), betas=(uniform(rng, 0.5, 0.95), uniform(rng, 0.9, 0.999)),
                   weight_decay=log_uniform(rng, 1e-3, 1.0))
-    model, data = make_problem(seed)
-    twin = copy.deepcopy(model)
-    run(model, optim.Lion(model.parameters(), **kwargs), data)
-    run(twin, lion_reference()(twin.parameters(), **kwargs), data)
-    assert_same(model, twin)
+    assert reference.max_difference(optim.Lion, lion_reference(), seed=seed, sizes=random_sizes(seed), **kwargs) <= 1e-6
 
 
 def random_curvatures(model, seed):

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -117,3 +119,26 @@ def test_a_non_finite_learning_rate_is_rejected(fmnist_small, lr):
     model = models.mlp([784, 16, 10])
     with pytest.raises(ValueError, match="learning rate.*must be finite"):
         train(model, torch.optim.SGD(model.parameters(), lr=lr), (X, y), epochs=1)
+
+
+# ---------------------------------------------------------------------------------------------- several seeds
+def test_mean_std_counts_diverged_seeds_instead_of_averaging_them():
+    from dldna_lite.train import describe_divergence, mean_std
+    assert mean_std([0.8, 0.9]) == f"0.8500 ± {np.std([0.8, 0.9], ddof=1):.4f}"
+    assert mean_std([0.8]) == "0.8000" and mean_std([0.81234], fmt="{:.2f}") == "0.81"
+    assert mean_std([None], [3]) == "diverged at step 3" == describe_divergence(3)
+    assert describe_divergence(None) == "ok"
+    assert mean_std([None, None, 0.8], [3, 7, None]) == "2 of 3 seeds diverged (steps 3, 7); 0.8000 over the other 1"
+    assert mean_std([None, None], [3, 7]) == "2 of 2 seeds diverged (steps 3, 7)"
+    assert mean_std([None, 0.8, 0.9], [3, None, None]) == \
+        f"1 of 3 seeds diverged (step 3); 0.8500 ± {np.std([0.8, 0.9], ddof=1):.4f} over the other 2"
+    with pytest.raises(ValueError, match="length"):
+        mean_std([0.8, 0.9], [None])
+
+
+def test_run_seeds_runs_each_seed_once_in_order():
+    from dldna_lite.train import run_seeds
+    assert run_seeds(lambda s: {"seed": s, "x": s * s}, (2, 0, 1), progress=False) == \
+        [{"seed": 2, "x": 4}, {"seed": 0, "x": 0}, {"seed": 1, "x": 1}]
+    with pytest.raises(ValueError, match="empty"):
+        run_seeds(lambda s: {}, [])

@@ -1,8 +1,8 @@
 """Checkers of ``exercises/04-modern-ml``: what backprop saves, grokking and weight decay, double descent.
 
 References: saved-tensor hooks around ``torch.utils.checkpoint.checkpoint_sequential``; a cached rerun of the
-grokking setup with :func:`dldna_lite.stories.train_grokking`; the minimum-norm least-squares curve (``gelsd``) on the
-same random features.
+grokking setup with :func:`dldna_lite.generalization.train_grokking`; the minimum-norm least-squares curve
+(``gelsd``) on the same random features.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import stories
+from .. import generalization, models
 from . import Fail, _call, _isolated_rng, _module, _need, _number, checker
 
 # --------------------------------------------------------------------------------------------- the problems
@@ -30,9 +30,10 @@ DOUBLE_DESCENT_SETUP = dict(n_train=200, n_test=2000, max_features=2000, seed=0,
 
 # --------------------------------------------------------------------------------------------- 1. checkpointing
 def deep_relu_mlp(layers: int, width: int = CHECKPOINT_SETUP["width"]) -> nn.Sequential:
-    """``layers`` blocks of Linear(width, width) → ReLU (seed 11)."""
+    """``layers`` blocks ``Linear(width, width) → ReLU``: the chapter's :func:`dldna_lite.models.chain_mlp` (seed 11),
+    built without touching the student's random streams."""
     with _isolated_rng(11):
-        return nn.Sequential(*[m for _ in range(layers) for m in (nn.Linear(width, width), nn.ReLU())])
+        return models.chain_mlp(depth=layers, width=width, seed=11)
 
 
 def count_saved_reference(forward: Callable[[], torch.Tensor], params) -> int:
@@ -128,30 +129,31 @@ def modular_addition_data(p: int = GROKKING_SETUP["p"], train_fraction: float = 
     """All pairs ``(a, b)`` with label ``(a + b) mod p``, split at random: ``((X_tr, y_tr), (X_val, y_val))``.
 
     ``X`` is int64 ``[N, 2]`` (the two operands), ``y`` int64 ``[N]``: the chapter's
-    :func:`dldna_lite.stories.modular_addition` with this exercise's defaults.
+    :func:`dldna_lite.generalization.modular_addition` with this exercise's defaults.
     """
-    return stories.modular_addition(p, train_fraction, seed)
+    return generalization.modular_addition(p, train_fraction, seed)
 
 
-class ModularAdditionMLP(stories.ModularMLP):
-    """The chapter's :class:`dldna_lite.stories.ModularMLP` with this exercise's ``p`` as default.
+class ModularAdditionMLP(models.ModularMLP):
+    """The chapter's :class:`dldna_lite.models.ModularMLP` with this exercise's ``p`` as default.
 
     ``[N, 2]`` int64 operands → ``[N, p]`` logits.
     """
 
     def __init__(self, p: int = GROKKING_SETUP["p"], dim: int = 64, width: int = 128):
-        super().__init__(p, dim, width)
+        super().__init__(num_classes=p, embed_dim=dim, width=width)
 
 
 @lru_cache(maxsize=None)
 def _grokking_reference() -> dict[bool, dict]:
-    """Final train/validation accuracy and ‖θ‖ of the setup's two runs (``stories.train_grokking``), keyed by
-    "with weight decay"."""
+    """Final train/validation accuracy and ‖θ‖ of the setup's two runs (``generalization.train_grokking``), keyed
+    by "with weight decay"."""
     gs, out = GROKKING_SETUP, {}
     for with_wd in (True, False):
         with _isolated_rng():
-            run = stories.train_grokking(gs["p"], gs["train_fraction"], gs["steps"], lr=gs["lr"], seed=gs["seed"],
-                                         weight_decay=gs["weight_decay"] if with_wd else 0.0, eval_every=gs["steps"])
+            run = generalization.train_grokking(gs["p"], gs["train_fraction"], gs["steps"], lr=gs["lr"],
+                                                seed=gs["seed"], weight_decay=gs["weight_decay"] if with_wd else 0.0,
+                                                eval_every=gs["steps"])
         out[with_wd] = dict(train_acc=run["train_acc"][-1], val_acc=run["val_acc"][-1], norm=run["weight_norm"][-1])
     return out
 
@@ -238,8 +240,9 @@ def _double_descent_features() -> tuple[torch.Tensor, ...]:
     s = DOUBLE_DESCENT_SETUP
     X_tr, y_tr = load_fashion_mnist("train", limit=s["n_train"], flatten=True)
     X_te, y_te = load_fashion_mnist("test", limit=s["n_test"], flatten=True)
-    W, mean = stories.random_features(X_tr, s["max_features"], generator=torch.Generator().manual_seed(s["seed"]))
-    return stories.apply_features(X_tr, W, mean), y_tr, stories.apply_features(X_te, W, mean), y_te
+    W, mean = generalization.random_features(X_tr, s["max_features"],
+                                             generator=torch.Generator().manual_seed(s["seed"]))
+    return generalization.apply_features(X_tr, W, mean), y_tr, generalization.apply_features(X_te, W, mean), y_te
 
 
 def double_descent_data():
@@ -255,7 +258,7 @@ def double_descent_data():
 def double_descent_reference(k: int) -> float:
     """Test error of the minimum-norm least-squares fit (one-hot targets) on the first ``k`` random features."""
     F_tr, y_tr, F_te, y_te = _double_descent_features()
-    B = stories.min_norm_fit(F_tr[:, :k], F.one_hot(y_tr, 10).double())
+    B = generalization.min_norm_fit(F_tr[:, :k], F.one_hot(y_tr, 10).double())
     return (F_te[:, :k] @ B).argmax(1).ne(y_te).double().mean().item()
 
 

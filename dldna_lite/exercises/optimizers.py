@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from .. import surfaces
 from . import Fail, _call, _close, _number, _tensor, checker
 
 # --------------------------------------------------------------------------------------------- the problems
@@ -256,24 +257,16 @@ def lion_step(lion_step, update_over_lr) -> str:
 
 # --------------------------------------------------------------------------------------------- 5. Rosenbrock
 def rosenbrock(xy: torch.Tensor) -> torch.Tensor:
-    """f(x, y) = (1 − x)² + 100 (y − x²)² for ``xy`` of shape ``[..., 2]``."""
-    x, y = xy[..., 0], xy[..., 1]
-    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
+    """f(x, y) = (1 − x)² + 100 (y − x²)² for ``xy`` of shape ``[..., 2]`` (:func:`dldna_lite.surfaces.rosenbrock`)."""
+    return surfaces.rosenbrock(xy[..., 0], xy[..., 1])
 
 
 def rosenbrock_path_reference(make_optimizer: Callable, steps: int, start=ROSENBROCK_START,
                               accumulate: bool = False) -> torch.Tensor:
-    """The optimizer's iterates on :func:`rosenbrock` from ``start``: ``[steps + 1, 2]`` (float64)."""
-    xy = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    opt = make_optimizer([xy])
-    path = [xy.detach().clone()]
-    for _ in range(steps):
-        if not accumulate:
-            opt.zero_grad()
-        rosenbrock(xy).backward()
-        opt.step()
-        path.append(xy.detach().clone())
-    return torch.stack(path)
+    """The optimizer's iterates on :func:`rosenbrock` from ``start``: ``[steps + 1, 2]`` (float64), by
+    :func:`dldna_lite.surfaces.optimizer_path` (``accumulate``: without ``zero_grad``, the classic bug)."""
+    path, _ = surfaces.optimizer_path(surfaces.rosenbrock, make_optimizer, start, steps, zero_grad=not accumulate)
+    return torch.from_numpy(path)
 
 
 #: The optimizers the check runs ``optimize_rosenbrock`` with: (name, factory, steps). Three different update rules,

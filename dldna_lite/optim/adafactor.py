@@ -1,4 +1,4 @@
-"""Adafactor (Shazeer & Stern 2018): factored second moments, relative step sizes."""
+"""Adafactor (Shazeer & Stern 2018): factored second moments, relative step sizes (chapter 02)."""
 from __future__ import annotations
 
 import torch

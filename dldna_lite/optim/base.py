@@ -1,4 +1,5 @@
-"""What every optimizer of :mod:`dldna_lite.optim` shares: argument checks and the state-memory count."""
+"""What every optimizer of :mod:`dldna_lite.optim` shares: argument checks and the state-memory count (chapter 02's
+memory table)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,8 @@
-"""Fair optimizer comparisons on a classifier: a learning-rate sweep per optimizer, then seeds at the best rate."""
+"""Fair optimizer comparisons on a classifier (chapter 02): a learning-rate sweep per optimizer, then seeds at the best
+rate (:func:`~dldna_lite.train.run_seeds`, summarized by :func:`~dldna_lite.train.mean_std`)."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Sequence
 
@@ -8,12 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import seed_everything
+from ..config import device_of, seed_everything
+from ..train import mean_std, run_seeds
 from ..train import train as fit
-from . import OPTIMIZERS
-from .sophia import GaussNewtonBartlett
+from . import build
 
-#: The optimizers of the Fashion-MNIST comparison, in the order of the chapter.
+#: The optimizers of the Fashion-MNIST comparison, in the order of the chapter (names of :func:`~dldna_lite.optim.build`;
+#: Sophia is SophiaG with the paper's defaults: a Gauss-Newton-Bartlett estimate every 10 steps on the current
+#: minibatch, rho 0.04, weight decay 0.1).
 LABELS = ("SGD", "SGD+momentum", "Adagrad", "RMSprop", "Adam", "AdamW", "Adafactor", "Lion", "Sophia")
 
 #: Five learning rates per optimizer, a factor ~3 apart, centred on the usual default; :func:`lr_grid` picks n.
@@ -34,34 +38,20 @@ def lr_grid(label: str, n: int = 5) -> tuple[float, ...]:
     return grid[(5 - n) // 2:(5 + n) // 2]
 
 
-def build_optimizer(label: str, model: nn.Module, lr: float, seed: int = 0):
-    """The optimizer called ``label`` (one of :data:`LABELS`) on ``model``'s parameters at learning rate ``lr``.
-
-    "SGD+momentum" is SGD with momentum 0.9; Sophia is SophiaG (Gauss-Newton-Bartlett estimate every 10 steps on
-    the current minibatch, rho 0.04, weight decay 0.1 as in the paper's defaults). The rest use their defaults.
-    """
-    if label not in LABELS:
-        raise ValueError(f"unknown optimizer {label!r}; choose one of {', '.join(LABELS)}")
-    params = model.parameters()
-    if label == "SGD+momentum":
-        return OPTIMIZERS["SGD"](params, lr=lr, momentum=0.9)
-    if label == "Sophia":
-        estimator = GaussNewtonBartlett(model, generator=torch.Generator().manual_seed(seed))
-        return OPTIMIZERS["Sophia"](params, lr=lr, estimator=estimator)
-    return OPTIMIZERS[label](params, lr=lr)
-
-
 def run(label: str, lr: float, model_fn: Callable[[], nn.Module], train_data, test_data, epochs: int,
         batch_size: int = 128, seed: int = 0) -> dict:
     """Train a fresh ``model_fn()`` (seeded) with one optimizer; return its history and what the chapter tabulates.
 
+    ``model_fn()`` builds the model on the device to train on (``lambda: net().to(device)``); the data are moved to
+    that device by :func:`~dldna_lite.train.train` (batches are indices into the tensors, no data loader).
+
     Keys: ``history`` (:class:`~dldna_lite.train.History`, steps tracked), ``grad_norm`` (mean ‖∇L‖₂ per epoch),
     ``state_bytes`` (optimizer state after training), ``test_acc``/``test_loss`` (final, ``None`` if diverged),
-    ``status`` ("ok" or "diverged at step k").
+    ``diverged_at`` (the step of the first non-finite loss, ``None`` if none).
     """
     seed_everything(seed)
     model = model_fn()
-    opt = build_optimizer(label, model, lr, seed)
+    opt = build(label, model.parameters(), lr, model=model, seed=seed)
     history = fit(model, opt, train_data, epochs, batch_size=batch_size, test_data=test_data, track_steps=True,
                   seed=seed, progress=False, desc=label)
     if hasattr(opt, "estimator") and opt.estimator is not None:
@@ -70,7 +60,21 @@ def run(label: str, lr: float, model_fn: Callable[[], nn.Module], train_data, te
     norms = np.asarray(history["grad_norm"], dtype=float)
     grad_norm = [float(norms[i:i + per_epoch].mean()) for i in range(0, len(norms) - per_epoch + 1, per_epoch)]
     return dict(label=label, lr=lr, seed=seed, history=history, grad_norm=grad_norm, state_bytes=opt.state_bytes(),
-                test_acc=history.final("test_acc"), test_loss=history.final("test_loss"), status=history.status)
+                test_acc=history.final("test_acc"), test_loss=history.final("test_loss"),
+                diverged_at=history.diverged_at)
+
+
+def state_memory(label: str, model: nn.Module, in_features: int = 784) -> int:
+    """Bytes of optimizer state of ``label`` (:func:`~dldna_lite.optim.build`) after one step on a copy of ``model``
+    (a dummy loss on a random batch of 8 inputs of ``in_features``, drawn on the CPU and moved to the model's device):
+    what the chapter's memory table lists. The copy stays on the model's device."""
+    model = copy.deepcopy(model)
+    opt = build(label, model.parameters(), 1e-4, model=model)
+    model(torch.randn(8, in_features).to(device_of(model))).logsumexp(1).mean().backward()
+    opt.step()
+    if getattr(opt, "estimator", None) is not None:
+        opt.estimator.remove()
+    return opt.state_bytes()
 
 
 def lr_sweep(label: str, lrs: Sequence[float], model_fn, train_data, val_data, epochs: int, batch_size: int = 128,
@@ -82,18 +86,15 @@ def lr_sweep(label: str, lrs: Sequence[float], model_fn, train_data, val_data, e
     return dict(runs=runs, best_lr=max(finished, key=finished.get) if finished else None)
 
 
-def summarize(runs: Sequence[dict], key: str = "test_acc") -> str:
-    """``"mean ± std"`` of ``key`` over seeds (``"x"`` for one seed). Runs that diverged are counted, never
-    averaged: ``"diverged at step k"`` for a single run, else ``"2 of 3 seeds diverged (steps 4, 9); 0.8123 over
-    the other 1"``."""
-    bad = [r["status"] for r in runs if r[key] is None]
-    values = np.array([r[key] for r in runs if r[key] is not None], dtype=float)
-    if bad and len(runs) == 1:
-        return bad[0]
-    stats = ("" if not len(values) else f"{values.mean():.4f}" if len(values) == 1
-             else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
-    if not bad:
-        return stats
-    steps = ", ".join(s.removeprefix("diverged at step ") for s in bad)
-    text = f"{len(bad)} of {len(runs)} seeds diverged (step{'s' if len(bad) > 1 else ''} {steps})"
-    return text + (f"; {stats} over the other {len(values)}" if len(values) else "")
+def run_over_seeds(label: str, lr: float, model_fn, train_data, test_data, epochs: int, seeds: Sequence[int],
+                   batch_size: int = 128) -> list[dict]:
+    """:func:`run` once per seed (:func:`~dldna_lite.train.run_seeds`): the chapter's final comparison of ``label``."""
+    return run_seeds(lambda seed: run(label, lr, model_fn, train_data, test_data, epochs, batch_size, seed), seeds,
+                     progress=False, desc=label)
+
+
+def summarize(runs: Sequence[dict], key: str = "test_acc", fmt: str = "{:.4f}") -> str:
+    """:func:`~dldna_lite.train.mean_std` of ``key`` over the seeds' ``runs``: ``"mean ± std"`` (``"x"`` for one
+    seed); runs that diverged are counted, never averaged (``"diverged at step k"`` for a single run, else
+    ``"2 of 3 seeds diverged (steps 4, 9); 0.8123 over the other 1"``)."""
+    return mean_std([r[key] for r in runs], [r["diverged_at"] for r in runs], fmt)

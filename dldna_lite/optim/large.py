@@ -1,7 +1,9 @@
-"""The source's larger comparison: a CNN (~1.2M parameters) and a small patch Transformer on CIFAR-100.
+"""The source's larger comparison (chapter 02): a CNN (~1.2M parameters) and a small patch Transformer on CIFAR-100.
 
-Runs on CIFAR-100 when it is on disk (``$DLDNA_DATA_DIR`` or the book's cache) and a GPU is present;
-:func:`experiment_data` otherwise returns Fashion-MNIST at small size so the same code still runs on a CPU.
+On a CUDA device :func:`experiment_data` returns CIFAR-100 (from ``$DLDNA_DATA_DIR`` or the book's cache, downloaded
+there by torchvision when missing and the network is there, as on Colab) as tensors on the GPU; training then
+batches by indexing them, with no data loader. Elsewhere it returns Fashion-MNIST at small size so the same code
+still runs on a CPU.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import device
+from ..config import device as default_device
 from ..data import cache_dir, load_fashion_mnist
 
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -81,16 +83,17 @@ def load_cifar100(split: str, limit: int | None = None, download: bool = False):
     return (X[:limit], y[:limit]) if limit else (X, y)
 
 
-def experiment_data(train_limit: int | None, test_limit: int | None) -> dict:
+def experiment_data(train_limit: int | None, test_limit: int | None, device: torch.device | str | None = None) -> dict:
     """CIFAR-100 on a GPU when possible, else Fashion-MNIST: ``dict(name, train, test, in_channels, num_classes,
-    image_size, device)``. The fallback keeps the chapter executable on any CPU."""
-    dev = device()
+    image_size, device)``, the tensors on ``device`` (default :func:`dldna_lite.config.device`). CIFAR-100 needs a
+    CUDA ``device``; the fallback keeps the chapter executable on any CPU."""
+    dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cuda":
         train, test = load_cifar100("train", train_limit, download=True), load_cifar100("test", test_limit)
         if train is not None and test is not None:
             return dict(name="CIFAR-100", train=tuple(t.to(dev) for t in train), test=tuple(t.to(dev) for t in test),
                         in_channels=3, num_classes=100, image_size=32, device=dev)
-    train = load_fashion_mnist("train", limit=train_limit, flatten=False)
-    test = load_fashion_mnist("test", limit=test_limit, flatten=False)
+    train = load_fashion_mnist("train", limit=train_limit, flatten=False, device=dev)
+    test = load_fashion_mnist("test", limit=test_limit, flatten=False, device=dev)
     return dict(name="Fashion-MNIST", train=train, test=test, in_channels=1, num_classes=10, image_size=28,
-                device=torch.device("cpu"))
+                device=dev)

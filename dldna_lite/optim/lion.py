@@ -1,4 +1,4 @@
-"""Lion (Chen et al. 2023): the sign of an interpolated momentum."""
+"""Lion (Chen et al. 2023): the sign of an interpolated momentum (chapter 02)."""
 from __future__ import annotations
 
 import torch

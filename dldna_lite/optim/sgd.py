@@ -1,4 +1,4 @@
-"""Gradient descent with (Nesterov) momentum."""
+"""Gradient descent with (Nesterov) momentum (chapter 02)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Sophia (Liu et al. 2023): clipped diagonal Newton with a cheap, infrequent Hessian estimate."""
+"""Sophia (Liu et al. 2023): clipped diagonal Newton with a cheap, infrequent Hessian estimate (chapter 02)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -79,13 +79,16 @@ def hutchinson_diagonal(loss: torch.Tensor, params: Sequence[torch.Tensor], gene
                         n_samples: int = 1) -> list[torch.Tensor]:
     r"""Hutchinson's unbiased estimate of $\text{diag}(H)$: $u \odot (H u)$, $u$ Rademacher, averaged over samples.
 
-    ``loss`` must still have its graph (a scalar computed from ``params``). Returns one tensor per parameter.
+    ``loss`` must still have its graph (a scalar computed from ``params``). Returns one tensor per parameter, on
+    its device. The signs ``u`` are drawn on the CPU (``generator`` is a CPU generator) and copied to each parameter's
+    device, so a seed gives the same estimate on every device.
     """
     params = list(params)
     grads = torch.autograd.grad(loss, params, create_graph=True)
     total = [torch.zeros_like(p) for p in params]
     for k in range(n_samples):
-        us = [torch.randint(0, 2, p.shape, generator=generator, dtype=p.dtype).mul_(2).sub_(1) for p in params]
+        us = [torch.randint(0, 2, p.shape, generator=generator, dtype=p.dtype).mul_(2).sub_(1).to(p.device)
+              for p in params]
         hvs = torch.autograd.grad(grads, params, grad_outputs=us, retain_graph=k < n_samples - 1)
         for acc, u, hv in zip(total, us, hvs):
             acc.add_(u * hv / n_samples)
@@ -99,7 +102,9 @@ class GaussNewtonBartlett:
     $\hat y_b \sim \text{softmax}(f(x_b))$ from the model itself and return $B\,\hat g \odot \hat g$ with
     $\hat g = \nabla_\theta \frac1B\sum_b \text{CE}(f(x_b), \hat y_b)$. Its expectation is the diagonal of the
     Gauss-Newton matrix (Bartlett's identity), which is positive, unlike the Hessian's diagonal.
-    Call :meth:`remove` to detach the hook.
+    Call :meth:`remove` to detach the hook. The estimate is computed on the model's device; with a CPU
+    ``generator`` (as :func:`~dldna_lite.optim.build` gives) the labels are sampled on the CPU and copied there, so a
+    seed samples the same labels on every device.
     """
 
     def __init__(self, model: nn.Module, generator: torch.Generator | None = None):
@@ -117,9 +122,14 @@ class GaussNewtonBartlett:
         with torch.enable_grad():
             logits = self.model(x)
             probs = F.softmax(logits.detach().double(), dim=1)
-            y_hat = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+            y_hat = self._sample(probs)
             g_hat = torch.autograd.grad(F.cross_entropy(logits, y_hat), self.params)
         return [len(x) * g * g for g in g_hat]
+
+    def _sample(self, probs: torch.Tensor) -> torch.Tensor:
+        """One label per row of ``probs``, drawn where the generator lives, returned on ``probs``' device."""
+        where = self.generator.device if self.generator is not None else probs.device
+        return torch.multinomial(probs.to(where), 1, generator=self.generator).squeeze(1).to(probs.device)
 
     def remove(self) -> None:
         self._hook.remove()

@@ -1,14 +1,15 @@
-"""``python -m dldna_lite.scan``: a filter-normalized loss-landscape scan of a checkpoint, on one process or many.
+"""``python -m dldna_lite.landscape``: a filter-normalized loss-landscape scan of a checkpoint, on one process or
+many (chapter 03, last section).
 
 One process::
 
-    python -m dldna_lite.scan --checkpoint mlp.pt --grid 51 --range -1 1 --out scan.npz
+    python -m dldna_lite.landscape --checkpoint mlp.pt --grid 51 --range -1 1 --out scan.npz
 
 The same scan split over 4 processes of this machine, or over 2 machines with 8 GPUs each (run on both nodes)::
 
-    torchrun --standalone --nproc_per_node=4 -m dldna_lite.scan --checkpoint mlp.pt --out scan.npz
+    torchrun --standalone --nproc_per_node=4 -m dldna_lite.landscape --checkpoint mlp.pt --out scan.npz
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=host0:29500 \\
-        -m dldna_lite.scan --checkpoint mlp.pt --out scan.npz
+        -m dldna_lite.landscape --checkpoint mlp.pt --out scan.npz
 
 How the numbers stay the same whatever the number of processes:
 
@@ -17,8 +18,8 @@ How the numbers stay the same whatever the number of processes:
   if they disagree.
 * **Work split**: the grid's points, in row-major order, are cut into chunks of a fixed size (one grid row for a
   2D scan, the engine's batch for 1D) that does not depend on the number of processes; round ``r`` gives rank ``k``
-  chunk ``r * world_size + k``; every chunk is one call of the scan engine (:func:`landscape.point_evaluator`),
-  so each point sees the same floating-point operations wherever it runs. Rank 0 gathers each round.
+  chunk ``r * world_size + k``; every chunk is one call of the scan engine
+  (:func:`dldna_lite.landscape.point_evaluator`), so each point sees the same floating-point operations wherever it runs. Rank 0 gathers each round.
 * **Threads**: each process uses ``cores // processes per node`` intra-op threads;
   :func:`distributed.reproducible_blas` makes MKL's matrix products independent of that count, and one serial
   warm-up evaluation (:func:`distributed.warm_up_serially`) keeps MKL's vector math (``exp``, ``log``) from
@@ -30,146 +31,45 @@ How the numbers stay the same whatever the number of processes:
   ``DLDNA_SCAN_KILL_AFTER_CHUNKS=k`` in the environment, rank 0 sends itself ``SIGKILL`` as soon as the partial file
   holds ``k`` chunks computed by this run, which is what a kill at that moment would leave.
 
-Checkpoints: :func:`save_checkpoint` writes ``{"format", "model", "kwargs", "state_dict"}``, which
+Checkpoints (:mod:`dldna_lite.landscape.checkpoints`): :func:`save_checkpoint` writes
+``{"format", "model", "kwargs", "state_dict"}``, which
 ``torch.load(weights_only=True)`` reads; a bare ``state_dict`` works with ``--model`` and ``--model-kwargs``.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
-from . import distributed, landscape, models
-from .data import SPLITS, load_fashion_mnist
-from .train import progress_enabled
+from .. import distributed
+from ..data import SPLITS, load_fashion_mnist
+from ..train import progress_enabled
+from .checkpoints import MODELS, load_checkpoint, model_hash, tensors_hash
+from .directions import NORMS, random_direction
+from .engine import point_evaluator
 
-__all__ = ["MODELS", "build_model", "save_checkpoint", "load_checkpoint", "model_hash", "tensors_hash",
-           "grid_coords", "scan_directions", "run_scan", "main"]
+__all__ = ["grid_coords", "scan_directions", "run_scan", "main"]
 
-#: Model names a checkpoint may name: :func:`dldna_lite.models.build`'s, plus the chapter's residual MLP.
-MODELS = {**models.MODELS, "residual": landscape.ResidualMLP}
-CHECKPOINT_FORMAT = "dldna_lite.checkpoint/1"
 SCAN_FORMAT = "dldna_lite.scan/1"
 KILL_AFTER_ENV = "DLDNA_SCAN_KILL_AFTER_CHUNKS"      # test hook (module docstring)
-
-
-# ------------------------------------------------------------------------------------------------- checkpoints
-def build_model(name: str, kwargs: dict | None = None) -> nn.Module:
-    """``MODELS[name](**kwargs)``; ``ValueError`` for an unknown name (listing the valid ones) or bad kwargs."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    try:
-        return MODELS[name](**(kwargs or {}))
-    except TypeError as err:
-        raise ValueError(f"model {name!r} does not accept kwargs {kwargs}: {err}") from None
-
-
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str, **kwargs) -> Path:
-    """Write ``model``'s weights with the recipe to rebuild it (``MODELS[name](**kwargs)``) to ``path``.
-
-    The file is a dict ``{"format", "model": name, "kwargs": kwargs, "state_dict"}`` of plain types and CPU
-    tensors, so ``torch.load(path, weights_only=True)`` reads it. Checks first that the recipe rebuilds a model
-    the weights fit (``ValueError`` otherwise) and that ``kwargs`` are JSON values (no modules). Atomic write.
-    """
-    try:
-        json.dumps(kwargs)
-    except TypeError as err:
-        raise ValueError(f"kwargs must be JSON values (numbers, strings, lists, dicts), got {kwargs}: {err}") from None
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    try:
-        build_model(name, kwargs).load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"the model's weights do not fit {name}(**{kwargs}): {err}") from None
-    checkpoint = {"format": CHECKPOINT_FORMAT, "model": name, "kwargs": kwargs, "state_dict": state}
-    return distributed.atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
-def _read(path: Path):
-    """``torch.load(path, weights_only=True)`` with a clear error for a missing or unreadable file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; write one with "
-                                "dldna_lite.scan.save_checkpoint(model, path, name, **kwargs) "
-                                "or torch.save(model.state_dict(), path)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:          # truncated zip, not a torch file, pickled classes weights_only refuses, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"cannot read checkpoint {path} ({type(err).__name__}: {first}); it must be written by "
-                         "save_checkpoint or be a state_dict saved with torch.save, readable by "
-                         "torch.load(weights_only=True)") from None
-
-
-def _canonical(kwargs: dict) -> str:
-    return json.dumps(kwargs, sort_keys=True)          # tuples and lists compare equal, as in JSON
-
-
-def load_checkpoint(path: str | os.PathLike, model: str | None = None, model_kwargs: dict | None = None
-                    ) -> tuple[nn.Module, str, dict]:
-    """``(model in eval mode, name, kwargs)`` from a :func:`save_checkpoint` file or a bare state_dict.
-
-    A bare state_dict needs ``model`` (and ``model_kwargs`` unless the defaults fit); for a
-    :func:`save_checkpoint` file they are optional and must agree with the file when given. Missing file:
-    ``FileNotFoundError``; unreadable file, unknown model, weights that do not fit: ``ValueError`` saying what to do.
-    """
-    path = Path(path)
-    obj = _read(path)
-    if isinstance(obj, dict) and "state_dict" in obj and "model" in obj:
-        name, kwargs, state = obj["model"], dict(obj.get("kwargs") or {}), obj["state_dict"]
-        if model is not None and model != name:
-            raise ValueError(f"--model {model!r} but checkpoint {path} holds a {name!r} model; drop --model")
-        if model_kwargs is not None and _canonical(model_kwargs) != _canonical(kwargs):
-            raise ValueError(f"--model-kwargs {model_kwargs} but checkpoint {path} was saved with {kwargs}; "
-                             "drop --model-kwargs")
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        if model is None:
-            raise ValueError(f"checkpoint {path} is a bare state_dict: name its model with --model "
-                             f"({', '.join(MODELS)}) and, unless the defaults fit, --model-kwargs as JSON")
-        name, kwargs, state = model, dict(model_kwargs or {}), obj
-    else:
-        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, neither a save_checkpoint dict "
-                         "(keys model, kwargs, state_dict) nor a state_dict of tensors")
-    net = build_model(name, kwargs)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not fit model {name!r} with kwargs {kwargs} "
-                         f"(check --model / --model-kwargs): {err}") from None
-    return net.eval(), name, kwargs
-
-
-def tensors_hash(named: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """sha256 (hex) over ``name | dtype | shape | raw bytes`` of each tensor, in the order given."""
-    h = hashlib.sha256()
-    for name, t in named:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def model_hash(model: nn.Module) -> str:
-    """sha256 of the state_dict (parameters and buffers), names sorted: the same weights give the same hash."""
-    return tensors_hash(sorted(model.state_dict().items()))
 
 
 # ---------------------------------------------------------------------------------------------------- the scan
 def grid_coords(dims: int, grid: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     """``(xs [grid], coords [P, dims])``: ``xs = linspace(lo, hi, grid)`` and the points in row-major order,
     point ``i * grid + j`` = ``(xs[j], xs[i])`` in 2D (``P = grid²``; row ``i`` is ``y = xs[i]``, as in
-    :func:`landscape.scan_2d`), ``xs[j]`` in 1D."""
+    :func:`dldna_lite.landscape.scan_2d`), ``xs[j]`` in 1D."""
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
     if not isinstance(grid, int) or grid < 2:
@@ -185,12 +85,12 @@ def grid_coords(dims: int, grid: int, lo: float, hi: float) -> tuple[np.ndarray,
 def scan_directions(model: nn.Module, dims: int, seed: int, norm: str = "filter") -> list[list[torch.Tensor]]:
     """``dims`` directions from one CPU ``torch.Generator`` seeded with ``seed`` (d1 first), computed on a CPU
     copy of the weights: every rank, on any device, gets the same bits. Biases are not perturbed
-    (:func:`landscape.random_direction`'s default)."""
+    (:func:`dldna_lite.landscape.random_direction`'s default)."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     cpu = model if all(p.device.type == "cpu" for p in model.parameters()) else copy.deepcopy(model).cpu()
     gen = torch.Generator().manual_seed(seed)
-    return [landscape.random_direction(cpu, norm, generator=gen) for _ in range(dims)]
+    return [random_direction(cpu, norm=norm, generator=gen) for _ in range(dims)]
 
 
 def _load_data(split: str, n_eval: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +118,8 @@ def run_scan(checkpoint: str | os.PathLike, out: str | os.PathLike, *, model: st
     (JSON of everything that defines the values, the device type included). It never records the number of
     processes, so the file is the same for any. ``chunk`` (points per chunk): default one grid row in 2D, the
     engine's batch in 1D. The returned dict also holds ``seconds``, ``resumed_chunks`` and ``engine`` (how the
-    scan engine evaluated the points: ``"first-layer+vmap"`` for an MLP, see :func:`landscape.point_evaluator`).
+    scan engine evaluated the points: ``"first-layer+bmm"`` for an MLP, see
+    :func:`dldna_lite.landscape.point_evaluator`).
     """
     ctx = ctx or distributed.Context()
     kill_after = _kill_after()
@@ -255,7 +156,7 @@ def _engine(ctx, checkpoint, model, model_kwargs, dims: int, seed: int, norm: st
     distributed.check_same(ctx, (recipe["model_hash"], recipe["direction_hash"]), "the model and direction hashes")
     net = net.to(ctx.device)
     dirs = [[t.to(ctx.device) for t in d] for d in dirs]
-    engine = landscape.point_evaluator(net, dirs, F.cross_entropy, _load_data(split, n_eval, ctx.device))
+    engine = point_evaluator(net, _load_data(split, n_eval, ctx.device), dirs)
     distributed.warm_up_serially(engine.batch, np.zeros((1, dims)))   # settles MKL's kernel choice before threads race
     return engine, recipe
 
@@ -333,14 +234,15 @@ def _json_object(text: str) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dldna_lite.scan",
+        prog="python -m dldna_lite.landscape",
         description="Filter-normalized loss-landscape scan (cross-entropy and accuracy on Fashion-MNIST) of a "
                     "checkpoint over a 2D (or 1D) grid around its weights. Runs on one process, or under torchrun "
                     "with the grid split across ranks (gloo on CPU, nccl on GPU); any run resumes from "
                     "<out>.partial.npz.",
-        epilog="example: torchrun --standalone --nproc_per_node=2 -m dldna_lite.scan --checkpoint mlp.pt "
+        epilog="example: torchrun --standalone --nproc_per_node=2 -m dldna_lite.landscape --checkpoint mlp.pt "
                "--grid 51 --range -1 1 --out scan.npz")
-    p.add_argument("--checkpoint", required=True, help="file from dldna_lite.scan.save_checkpoint, or a state_dict")
+    p.add_argument("--checkpoint", required=True, 
+                   help="file from dldna_lite.landscape.save_checkpoint, or a state_dict")
     p.add_argument("--out", required=True, help="result file (.npz); partial results go to OUT.partial.npz")
     p.add_argument("--model", choices=list(MODELS), help="model of a bare state_dict (optional otherwise)")
     p.add_argument("--model-kwargs", type=_json_object, metavar="JSON",
@@ -350,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
                    help="coordinate range of each axis (default -1 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
-    p.add_argument("--norm", choices=landscape.NORMS, default="filter", help="direction normalization")
+    p.add_argument("--norm", choices=NORMS, default="filter", help="direction normalization")
     p.add_argument("--n-eval", type=int, default=1000, help="images evaluated per point (default 1000)")
     p.add_argument("--split", choices=SPLITS, default="test", help="Fashion-MNIST split (default test)")
     p.add_argument("--chunk", type=int, default=None,
@@ -379,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           n_eval=args.n_eval, split=args.split, chunk=args.chunk, restart=args.restart, ctx=ctx)
     except (ValueError, FileNotFoundError) as err:
         if ctx is None or ctx.is_main:
-            print(f"python -m dldna_lite.scan: error: {err}", file=sys.stderr)
+            print(f"python -m dldna_lite.landscape: error: {err}", file=sys.stderr)
         return 2
     finally:
         if ctx is not None:
@@ -389,7 +291,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scanned {result['coords'].shape[0]} points on {ctx.world_size} process(es) x {threads} thread(s) "
               f"({ctx.device}, engine {result['engine']}) in {result['seconds']:.2f} s{resumed} -> {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

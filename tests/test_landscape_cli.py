@@ -1,4 +1,4 @@
-"""dldna_lite.scan / dldna_lite.distributed: 1 process and torchrun's 2 gloo processes give the same bits, a killed
+"""dldna_lite.landscape.cli / dldna_lite.distributed (``python -m dldna_lite.landscape``): 1 process and torchrun's 2 gloo processes give the same bits, a killed
 scan resumes to the same file, the CLI's scan equals landscape.scan_2d/scan_1d, and errors say what to do."""
 import json
 import os
@@ -13,7 +13,8 @@ import torch
 from torch.nn import functional as F
 
 import dldna_lite as dl
-from dldna_lite import distributed, landscape, models, scan
+from dldna_lite import distributed, landscape, models
+from dldna_lite.landscape import cli as scan
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -27,8 +28,8 @@ def _env():
 
 
 def _cli(args, launcher=(sys.executable,), timeout=240):
-    """Run ``python -m dldna_lite.scan ARGS`` (or under ``launcher``), fail with its output if it fails."""
-    proc = subprocess.run([*launcher, "-m", "dldna_lite.scan", *map(str, args)], cwd=ROOT, env=_env(),
+    """Run ``python -m dldna_lite.landscape ARGS`` (or under ``launcher``), fail with its output if it fails."""
+    proc = subprocess.run([*launcher, "-m", "dldna_lite.landscape", *map(str, args)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -53,7 +54,7 @@ def trained(tmp_path_factory):
     dl.seed_everything(0)
     net = models.mlp([784, 100, 10])
     dl.fit(net, torch.optim.SGD(net.parameters(), lr=0.1), (X, y), epochs=1, max_steps=40, progress=False)
-    scan.save_checkpoint(net, folder / "mlp.pt", "mlp", widths=[784, 100, 10])
+    landscape.save_checkpoint(net, folder / "mlp.pt", "mlp", widths=[784, 100, 10])
     return net, folder
 
 
@@ -70,7 +71,7 @@ def two_process_scan(trained):
     """The scan under torchrun: 2 gloo processes x 1 thread each."""
     net, folder = trained
     out = _cli([*_common_args(folder), "--out", folder / "two.npz", "--threads", 1], launcher=TORCHRUN)
-    assert "2 process(es) x 1 thread(s)" in out and "engine first-layer+vmap" in out
+    assert "2 process(es) x 1 thread(s)" in out and "engine first-layer+bmm" in out
     return _load(folder / "two.npz")
 
 
@@ -88,18 +89,18 @@ def test_two_gloo_ranks_give_the_single_process_bits(trained, two_process_scan, 
     assert set(one) == set(ARRAYS)
     _assert_same_file(one, two)                           # bitwise: losses, accuracies, coordinates, hashes
     assert one["loss"].shape == (9, 9) and np.isfinite(one["loss"]).all()
-    assert str(one["model_hash"]) == scan.model_hash(net) and int(one["seed"]) == 3
+    assert str(one["model_hash"]) == landscape.model_hash(net) and int(one["seed"]) == 3
     assert not (folder / f"one{threads}.npz.partial.npz").exists() and not (folder / "two.npz.partial.npz").exists()
 
 
 _AGREE = """
 import sys, torch
-from dldna_lite import distributed, scan
+from dldna_lite import distributed, landscape
 ctx = distributed.setup("cpu")
 torch.manual_seed(100 + ctx.rank)                       # the global RNG differs per rank: directions must not care
-net, _, _ = scan.load_checkpoint(sys.argv[1])
-dirs = scan.scan_directions(net, 2, seed=3)
-distributed.check_same(ctx, scan.tensors_hash((str(i), t) for i, t in enumerate(dirs[0] + dirs[1])), "directions")
+net, _, _ = landscape.load_checkpoint(sys.argv[1])
+dirs = landscape.scan_directions(net, 2, seed=3)
+distributed.check_same(ctx, landscape.tensors_hash((str(i), t) for i, t in enumerate(dirs[0] + dirs[1])), "directions")
 try:
     distributed.check_same(ctx, ctx.rank, "the rank")
 except RuntimeError as err:
@@ -127,7 +128,7 @@ def test_killed_scan_resumes_with_another_world_size_to_the_same_file(trained):
     common = ["--checkpoint", folder / "mlp.pt", "--grid", 11, "--n-eval", 500, "--seed", 1]
     _cli([*common, "--out", folder / "whole.npz"])
     out, partial = folder / "cut.npz", folder / "cut.npz.partial.npz"
-    proc = subprocess.run([sys.executable, "-m", "dldna_lite.scan", *map(str, common), "--out", out], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "dldna_lite.landscape", *map(str, common), "--out", out], cwd=ROOT,
                           env={**_env(), scan.KILL_AFTER_ENV: "3"}, capture_output=True, text=True, timeout=240)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr)
     with np.load(partial) as z:
@@ -223,20 +224,20 @@ def test_cli_refuses_a_mismatched_partial_file(trained, capsys, monkeypatch):
 @pytest.mark.parametrize("dims", [1, 2])
 def test_scan_equals_landscape_scan_on_the_same_directions(trained, dims):
     net, folder = trained
-    grid = 121 if dims == 1 else 7                               # 1D: 13 chunks of the engine's 10-point batches
+    grid = 121 if dims == 1 else 7                               # 1D: two chunks of the engine's 64-point batches
     got = scan.run_scan(folder / "mlp.pt", folder / f"inproc{dims}.npz", dims=dims, grid=grid, range_=(-1, 1),
                         seed=5, n_eval=1000)
-    dirs = scan.scan_directions(net, dims, seed=5)
+    dirs = landscape.scan_directions(net, dims, seed=5)
     data = dl.load_fashion_mnist("test", limit=1000, flatten=True)
     xs = np.linspace(-1, 1, grid)
     if dims == 2:
-        want = landscape.scan_2d(net, *dirs, xs, xs, F.cross_entropy, data, progress=False)
+        want = landscape.scan_2d(net, data, *dirs, xs, xs, progress=False)
     else:
-        want = landscape.scan_1d(net, dirs[0], xs, F.cross_entropy, data, progress=False)
+        want = landscape.scan_1d(net, data, dirs[0], xs, progress=False)
         assert int(got["chunk"]) < grid                          # several chunks
     assert np.array_equal(got["loss"], want["loss"]) and np.array_equal(got["acc"], want["acc"])
     assert np.array_equal(got["xs"], xs)
-    assert got["engine"] == "first-layer+vmap"                  # the MLP fast path, not a silent slow fallback
+    assert got["engine"] == "first-layer+bmm"                  # the MLP fast path, not a silent slow fallback
     # one point by hand: the centre is the trained network itself
     centre = (grid // 2, grid // 2) if dims == 2 else grid // 2
     assert got["loss"][centre] == pytest.approx(dl.evaluate(net, data)[0], rel=1e-6)
@@ -246,9 +247,9 @@ def test_scan_equals_landscape_scan_on_the_same_directions(trained, dims):
 def test_evaluate_points_matches_a_plain_forward_pass(trained):
     net, _ = trained
     X, y = dl.load_fashion_mnist("test", limit=200, flatten=True)
-    dirs = scan.scan_directions(net, 2, seed=0)
+    dirs = landscape.scan_directions(net, 2, seed=0)
     coords = np.array([[0.3, -0.2], [0.0, 0.0]])
-    loss, acc = landscape.evaluate_points(net, dirs, coords, F.cross_entropy, (X, y))
+    loss, acc = landscape.evaluate_points(net, (X, y), dirs, coords)
     probe = models.mlp([784, 100, 10])
     with torch.no_grad():
         for p, q, u, v in zip(probe.parameters(), net.parameters(), *dirs):
@@ -256,7 +257,7 @@ def test_evaluate_points_matches_a_plain_forward_pass(trained):
         assert loss[0] == pytest.approx(F.cross_entropy(probe(X), y).item(), rel=1e-5)
         assert acc[1] == pytest.approx((net(X).argmax(1) == y).double().mean().item())
     with pytest.raises(ValueError, match=r"shape \[G, 2\]"):
-        landscape.evaluate_points(net, dirs, coords[:, :1], F.cross_entropy, (X, y))
+        landscape.evaluate_points(net, (X, y), dirs, coords[:, :1])
 
 
 # ------------------------------------------------------------------------------------------------ the split
@@ -288,58 +289,58 @@ def test_threads_share_the_cores():
 # ------------------------------------------------------------------------------------------ checkpoints and errors
 def test_checkpoint_round_trip_and_stable_hash(trained, tmp_path):
     net, folder = trained
-    loaded, name, kwargs = scan.load_checkpoint(folder / "mlp.pt")
+    loaded, name, kwargs = landscape.load_checkpoint(folder / "mlp.pt")
     assert name == "mlp" and kwargs == {"widths": [784, 100, 10]} and not loaded.training
-    assert scan.model_hash(loaded) == scan.model_hash(net)
+    assert landscape.model_hash(loaded) == landscape.model_hash(net)
     payload = torch.load(folder / "mlp.pt", weights_only=True)
     assert set(payload) == {"format", "model", "kwargs", "state_dict"}
     torch.save(net.state_dict(), tmp_path / "bare.pt")
-    bare, _, _ = scan.load_checkpoint(tmp_path / "bare.pt", "mlp", {"widths": [784, 100, 10]})
-    assert scan.model_hash(bare) == scan.model_hash(net)
-    changed = scan.build_model("mlp", {"widths": [784, 100, 10]})
+    bare, _, _ = landscape.load_checkpoint(tmp_path / "bare.pt", "mlp", {"widths": [784, 100, 10]})
+    assert landscape.model_hash(bare) == landscape.model_hash(net)
+    changed = landscape.build_model("mlp", {"widths": [784, 100, 10]})
     changed.load_state_dict(net.state_dict())
     with torch.no_grad():
         changed[1].weight[0, 0] += 1e-6
-    assert scan.model_hash(changed) != scan.model_hash(net)
-    assert len(scan.model_hash(net)) == 64
+    assert landscape.model_hash(changed) != landscape.model_hash(net)
+    assert len(landscape.model_hash(net)) == 64
 
 
 def test_checkpoint_errors_say_what_to_do(trained, tmp_path):
     net, folder = trained
     with pytest.raises(FileNotFoundError, match="does not exist.*save_checkpoint"):
-        scan.load_checkpoint(tmp_path / "missing.pt")
+        landscape.load_checkpoint(tmp_path / "missing.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((folder / "mlp.pt").read_bytes()[:5000])                       # truncated download
     with pytest.raises(ValueError, match="cannot read checkpoint.*weights_only"):
-        scan.load_checkpoint(corrupt)
+        landscape.load_checkpoint(corrupt)
     torch.save(net, tmp_path / "pickled_module.pt")                                    # a whole nn.Module
     with pytest.raises(ValueError, match="cannot read checkpoint"):
-        scan.load_checkpoint(tmp_path / "pickled_module.pt")
+        landscape.load_checkpoint(tmp_path / "pickled_module.pt")
     torch.save(net.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="bare state_dict: name its model with --model"):
-        scan.load_checkpoint(tmp_path / "bare.pt")
+        landscape.load_checkpoint(tmp_path / "bare.pt")
     with pytest.raises(ValueError, match=r"does not fit model 'mlp'.*--model-kwargs"):
-        scan.load_checkpoint(tmp_path / "bare.pt", "mlp", {"widths": [784, 50, 10]})
+        landscape.load_checkpoint(tmp_path / "bare.pt", "mlp", {"widths": [784, 50, 10]})
     with pytest.raises(ValueError, match="holds a 'mlp' model"):
-        scan.load_checkpoint(folder / "mlp.pt", model="cnn")
+        landscape.load_checkpoint(folder / "mlp.pt", model="cnn")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="neither a save_checkpoint dict"):
-        scan.load_checkpoint(tmp_path / "list.pt")
+        landscape.load_checkpoint(tmp_path / "list.pt")
 
 
 def test_unknown_model_and_bad_arguments_name_the_choices(trained, tmp_path):
     net, folder = trained
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose one of simple, mlp, cnn, residual"):
-        scan.build_model("resnet")
+        landscape.build_model("resnet")
     with pytest.raises(ValueError, match="unknown model"):
-        scan.save_checkpoint(net, tmp_path / "x.pt", "resnet")
+        landscape.save_checkpoint(net, tmp_path / "x.pt", "resnet")
     torch.save(net.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose one of"):
-        scan.load_checkpoint(tmp_path / "bare.pt", model="resnet")
+        landscape.load_checkpoint(tmp_path / "bare.pt", model="resnet")
     with pytest.raises(ValueError, match="do not fit"):
-        scan.save_checkpoint(net, tmp_path / "x.pt", "mlp", widths=[784, 64, 10])
+        landscape.save_checkpoint(net, tmp_path / "x.pt", "mlp", widths=[784, 64, 10])
     with pytest.raises(ValueError, match="JSON values"):
-        scan.save_checkpoint(net, tmp_path / "x.pt", "simple", act_func=torch.nn.ReLU())
+        landscape.save_checkpoint(net, tmp_path / "x.pt", "simple", act_func=torch.nn.ReLU())
     for kwargs, match in ((dict(dims=3), "dims must be 1 or 2"), (dict(grid=1), "grid must be"),
                           (dict(range_=(1, -1)), "LO < HI"), (dict(split="val"), "choose one of train, test"),
                           (dict(norm="unit"), "choose one of filter, layer, none"),

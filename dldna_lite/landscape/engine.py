@@ -1,13 +1,13 @@
-"""Loss landscapes I: low-dimensional slices of the loss through the trained weights.
+"""The scan engine: the loss at many points ``θ* + Σ_c x_c d_c`` at once (chapters 03 and 04).
 
-A *direction* is a list of tensors, one per ``model.parameters()`` entry, in order. The slices are
+The slices of chapter 03 are
 
 .. math::
 
     f(\\alpha) = L(\\theta^* + \\alpha\\,\\delta), \\qquad f(\\alpha, \\beta) = L(\\theta^* + \\alpha\\,\\delta + \\beta\\,\\eta),
 
-with random directions normalised per filter (Li et al. 2018, :func:`random_direction`), Hessian eigenvectors
-(:func:`hessian_directions`) or the segment between two checkpoints (:func:`interpolate`, Goodfellow et al. 2015).
+along directions from :mod:`dldna_lite.landscape.directions`, or the segment between two checkpoints
+(:func:`interpolate`, Goodfellow et al. 2015); chapter 04 scans its PCA and random planes with the same engine.
 
 Speed: one working copy of the model for a whole scan (never one per grid point). The parameters of a batch of
 ``G`` grid points are formed with vectorised ops as stacked tensors ``[G, ...]`` and the network runs once for all
@@ -18,14 +18,18 @@ offset, so
 .. math:: X (W + \\alpha D_1 + \\beta D_2)^\\top = XW^\\top + \\alpha\\, XD_1^\\top + \\beta\\, XD_2^\\top
 
 is formed once from three products (then one ``[G, 3] x [3, N H]`` product per batch of points) and only the
-(small) rest of the network runs per point. ``benchmarks/landscape_scan.py`` compares with the naive loop.
-All scans run in eval mode (dropout off) and leave the model's own parameters unchanged.
+(small) rest of the network runs per point. When that rest is ``Linear`` layers and elementwise activations and the
+loss is cross-entropy (the book's MLPs), it runs as batched matrix products ``[G, n, h] x [G, h, h']`` on blocks
+of ``n`` images sized to stay in cache, without vmap. ``benchmarks/landscape_scan.py`` compares with the in-place
+loop over points of the ``loss-landscapes`` library.
+All scans run in eval mode (dropout off) and leave the model's own parameters unchanged. Every function reads
+``f(model, data, <what it is about>, *, loss_fn=F.cross_entropy, ...)`` with ``data = (X, y)`` one full batch.
 """
 from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,101 +37,18 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .train import progress_enabled
+from ..train import on_device_of, progress_enabled
+from .directions import check_direction
 
-NORMS = ("filter", "layer", "none")
-__all__ = ["NORMS", "random_direction", "hessian_directions", "interpolate", "scan_1d", "scan_2d", "scan_2d_naive",
-           "rescale_layers", "direction_norms", "ResidualMLP", "nonconvex_fraction", "point_evaluator",
-           "evaluate_points"]
+__all__ = ["point_evaluator", "evaluate_points", "scan_1d", "scan_2d", "interpolate", "nonconvex_fraction"]
 
-
-# --------------------------------------------------------------------------------------------------- directions
-def _row_norms(t: torch.Tensor) -> torch.Tensor:
-    """Norm of each output row/filter ``t[i]``, shaped ``[n_out, 1, ..., 1]`` for broadcasting."""
-    return t.reshape(len(t), -1).norm(dim=1).reshape(-1, *[1] * (t.dim() - 1))
-
-
-def direction_norms(direction: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-filter norms ``[n_out]`` of each tensor of a direction (whole-tensor norm for 1-D tensors)."""
-    return [d.reshape(len(d), -1).norm(dim=1) if d.dim() > 1 else d.norm().reshape(1) for d in direction]
-
-
-def random_direction(model: nn.Module, norm: str = "filter", ignore_1d: bool = True,
-                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """A Gaussian direction :math:`d \\sim \\mathcal N(0, I)` scaled like the weights.
-
-    * ``"filter"`` (Li et al. 2018): each output row/filter :math:`d_{i}` of a weight with ``dim > 1`` is rescaled
-      to :math:`d_i \\,\\lVert\\theta_i\\rVert / \\lVert d_i\\rVert`, the norm of the matching row of the weights;
-    * ``"layer"``: each tensor rescaled to the norm of the whole parameter tensor;
-    * ``"none"``: the raw Gaussian.
-
-    1-D parameters (biases, BatchNorm) are zero when ``ignore_1d`` (the default, as in the paper's plots);
-    otherwise, with ``"filter"``, they are set to the parameters themselves (Li et al.'s choice), and scaled like
-    any tensor with ``"layer"``/``"none"``. Returns one tensor per ``model.parameters()`` entry, in order.
-    """
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-    out = []
-    for p in model.parameters():
-        w = p.detach()
-        d = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
-        if w.dim() <= 1:
-            if ignore_1d:
-                d.zero_()
-            elif norm == "filter":
-                d = w.clone()
-            elif norm == "layer":
-                d = d * (w.norm() / d.norm().clamp_min(1e-10))
-        elif norm == "filter":
-            d = d * (_row_norms(w) / _row_norms(d).clamp_min(1e-10))
-        elif norm == "layer":
-            d = d * (w.norm() / d.norm().clamp_min(1e-10))
-        out.append(d)
-    return out
-
-
-def hessian_directions(model: nn.Module, loss_fn: Callable, data, k: int = 2, max_iter: int = 100,
-                       tol: float = 1e-4, generator: torch.Generator | None = None) -> list[list[torch.Tensor]]:
-    """The ``k`` Hessian eigenvectors of largest ``|λ|`` (unit norm, descending) as directions over all
-    ``model.parameters()`` (zeros for frozen ones); :func:`dldna_lite.hessian.top_eigenvalues` gives the values."""
-    from .hessian import top_eigenvalues
-
-    _, vectors = top_eigenvalues(model, loss_fn, data, k=k, max_iter=max_iter, tol=tol, generator=generator)
-    dirs = []
-    for vec in vectors:
-        parts = iter(vec)
-        dirs.append([next(parts).detach() if p.requires_grad else torch.zeros_like(p) for p in model.parameters()])
-    return dirs
-
-
-def rescale_layers(model: nn.Module, first: nn.Linear, second: nn.Linear, c: float) -> nn.Module:
-    """A copy of ``model`` with ``first``'s weight and bias multiplied by ``c > 0`` and ``second``'s weight by
-    ``1/c``: for a ReLU between them (positively homogeneous) the function is unchanged."""
-    if c <= 0:
-        raise ValueError(f"c must be positive (ReLU(cz) = c ReLU(z) only for c > 0), got {c!r}")
-    index = {id(m): name for name, m in model.named_modules()}
-    if id(first) not in index or id(second) not in index:
-        raise ValueError("first and second must be modules of model")
-    out = copy.deepcopy(model)
-    a, b = out.get_submodule(index[id(first)]), out.get_submodule(index[id(second)])
-    with torch.no_grad():
-        a.weight.mul_(c)
-        if a.bias is not None:
-            a.bias.mul_(c)
-        b.weight.div_(c)
-    return out
+#: Activations the plain-MLP fast path applies to ``[G, n, h]`` as they are (parameter-free, elementwise).
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
+#: Grid points per batch of the plain-MLP fast path (a 2D scan passes one row of up to this many points).
+POINTS_PER_BATCH = 64
 
 
 # ------------------------------------------------------------------------------------------------- scan engine
-def _check_direction(model: nn.Module, direction, name: str) -> list[torch.Tensor]:
-    params = list(model.parameters())
-    direction = list(direction)
-    if len(direction) != len(params) or any(d.shape != p.shape for d, p in zip(direction, params)):
-        raise ValueError(f"{name} must hold one tensor per model.parameters() entry with the same shapes "
-                         f"({len(params)} tensors), got {len(direction)}")
-    return [d.detach().to(p.dtype) for d, p in zip(direction, params)]
-
-
 def _loss_acc(out: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> tuple[float, float]:
     loss = loss_fn(out, y).item()
     acc = (out.argmax(1) == y).double().mean().item() if y.dim() == 1 and out.dim() == 2 else float("nan")
@@ -138,7 +59,7 @@ def _sequential(model: nn.Module) -> nn.Sequential | None:
     """``model`` as a Sequential when its forward is just one (``nn.Sequential`` or ``SimpleNetwork``)."""
     if type(model).forward is nn.Sequential.forward and isinstance(model, nn.Sequential):
         return model
-    from .models import SimpleNetwork
+    from ..models import SimpleNetwork
 
     if type(model) is SimpleNetwork:
         return model.layers
@@ -151,12 +72,13 @@ class _Evaluator:
     One working copy of the model; the perturbed parameters of ``G`` points are stacked ``[G, ...]`` and the network
     is evaluated with ``torch.func.vmap`` over ``functional_call``. With the MLP fast path (module docstring) the
     first layer's pre-activations come from the precomputed products and only the rest of the network runs.
-    :attr:`path` says which of these runs: ``"first-layer+vmap"`` (the book's MLPs), ``"vmap"``, or, when vmap
+    :attr:`path` says which of these runs: ``"first-layer+bmm"`` (the book's MLPs), ``"first-layer+vmap"`` (an MLP
+    with other layers or another loss), ``"vmap"``, or, when vmap
     cannot batch the model (data-dependent control flow, ``.item()``), ``"...loop"`` (one point at a time, slower;
     announced by a ``RuntimeWarning``).
     """
 
-    def __init__(self, model: nn.Module, dirs: list[list[torch.Tensor]], loss_fn: Callable, data,
+    def __init__(self, model: nn.Module, data, dirs: list[list[torch.Tensor]], loss_fn: Callable,
                  fast: bool = True, budget: int = 2 ** 20):
         self.work = copy.deepcopy(model).eval()
         for p in self.work.parameters():
@@ -164,9 +86,9 @@ class _Evaluator:
         self.params = list(self.work.parameters())
         self.origin = [p.detach().clone() for p in self.params]
         self.dirs, self.loss_fn = dirs, loss_fn
-        self.X, self.y = data
+        self.X, self.y = on_device_of(model, data)
         self.budget = budget
-        self.fast = None
+        self.fast = self.layers = None
         seq = _sequential(self.work) if fast else None
         if seq is not None:
             self._setup_fast(seq)
@@ -179,7 +101,10 @@ class _Evaluator:
 
     @property
     def path(self) -> str:
-        """``"first-layer+vmap"``, ``"first-layer+loop"``, ``"vmap"`` or ``"loop"``: how points are evaluated."""
+        """``"first-layer+bmm"``, ``"first-layer+vmap"``, ``"first-layer+loop"``, ``"vmap"`` or ``"loop"``: how
+        points are evaluated."""
+        if self.layers is not None:
+            return "first-layer+bmm"
         return ("first-layer+" if self.fast is not None else "") + ("vmap" if self._vmap_ok else "loop")
 
     def _names(self, module: nn.Module) -> dict[str, int]:
@@ -211,6 +136,50 @@ class _Evaluator:
         self.module, self.inputs = rest, None
         self.names = self._names(rest)
         self.chunk = max(1, self.budget // max(1, prods[0].numel()))
+        self.layers = self._plain_layers(rest, index)
+        if self.layers is not None:                              # whole rows at once, the data in blocks
+            widths = [self.origin[i].shape[0] for kind, i, _ in self.layers if kind == "linear"]
+            widest = max(prods.shape[-1], *widths)
+            self.chunk = POINTS_PER_BATCH
+            self.rows_per_block = max(1, self.budget // (POINTS_PER_BATCH * widest))
+
+    def _plain_layers(self, rest: nn.Sequential, index: dict) -> list | None:
+        """``rest`` as ``[("linear", weight index, bias index) | ("act", module, None)]`` when it holds only
+        ``Linear`` layers and parameter-free elementwise activations and the loss is cross-entropy on class indices
+        (the book's MLPs); ``None`` otherwise (then vmap runs the rest)."""
+        if self.loss_fn is not F.cross_entropy or self.y.dim() != 1:
+            return None
+        layers = []
+        for m in rest:
+            if isinstance(m, nn.Linear):
+                layers.append(("linear", index[id(m.weight)], None if m.bias is None else index[id(m.bias)]))
+            elif type(m) in ELEMENTWISE and not any(True for _ in m.parameters()):
+                layers.append(("act", m, None))
+            else:
+                return None
+        return layers if layers and layers[-1][0] == "linear" else None
+
+    def _plain_batch(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and accuracy ``[G]`` of the plain-MLP fast path: the first layer from the precomputed products, the
+        rest with batched matrix products ``[G, n, h] x [G, h, h']`` over blocks of ``rows_per_block`` images (so
+        the hidden activations stay in cache), cross-entropy summed in float64 block by block."""
+        prods, (n, h) = self.fast["prods"], self.fast["shape"]
+        coef = torch.cat([torch.ones(len(c), 1, dtype=prods.dtype, device=prods.device), c.to(prods.dtype)], 1)
+        weights = [(self._stacked(i, c).transpose(1, 2), None if j is None else self._stacked(j, c).unsqueeze(1))
+                   if kind == "linear" else None for kind, i, j in self.layers]
+        loss = torch.zeros(len(c), dtype=torch.float64, device=prods.device)
+        correct = torch.zeros(len(c), dtype=torch.long, device=prods.device)
+        for start in range(0, n, self.rows_per_block):
+            stop = min(n, start + self.rows_per_block)
+            out = (coef @ prods[:, start * h:stop * h]).view(len(c), stop - start, h)
+            for (kind, module, _), w in zip(self.layers, weights):
+                out = module(out) if kind == "act" else \
+                    torch.bmm(out, w[0]) if w[1] is None else torch.baddbmm(w[1], out, w[0])
+            y = self.y[start:stop].expand(len(c), -1)
+            picked = out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            loss += (torch.logsumexp(out, -1) - picked).sum(-1, dtype=torch.float64)
+            correct += (out.argmax(-1) == y).sum(-1)
+        return loss / n, correct.double() / n
 
     def _stacked(self, i: int, coords: torch.Tensor) -> torch.Tensor:
         """Parameter ``i`` at ``G`` points: ``[G, *shape]`` = origin + Σ_c coords[:, c] d_c (naive's rounding)."""
@@ -249,6 +218,11 @@ class _Evaluator:
         losses, accs = [], []
         for start in range(0, len(coords), self.chunk):
             c = coords[start:start + self.chunk]
+            if self.layers is not None:
+                loss, acc = self._plain_batch(c)
+                losses.append(loss)
+                accs.append(acc)
+                continue
             params = {n: self._stacked(i, c) for n, i in self.names.items()}
             if self.fast is None:
                 inputs = self.inputs.expand(len(c), *self.inputs.shape)
@@ -266,59 +240,61 @@ class _Evaluator:
         return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()
 
 
-def point_evaluator(model: nn.Module, dirs, loss_fn: Callable, data, fast: bool = True) -> _Evaluator:
+def point_evaluator(model: nn.Module, data, dirs, *, loss_fn: Callable = F.cross_entropy,
+                    fast: bool = True) -> _Evaluator:
     """The scan engine for the ``k = len(dirs)`` directions, built once; call ``.batch(coords)`` on it.
 
     ``.batch(coords [G, k])`` returns numpy ``(loss [G], acc [G])`` at the points
     ``θ* + Σ_c coords[:, c] dirs[c]``; ``.chunk`` is how many points it evaluates at once; ``.path`` how
-    (``"first-layer+vmap"`` for the book's MLPs, see :class:`_Evaluator`). Model, directions
-    and ``data = (X, y)`` may live on a CUDA device (all on the same one). Two calls with the same ``coords``
+    (``"first-layer+bmm"`` for the book's MLPs, see :class:`_Evaluator`). It computes on the model's device;
+    directions and ``data = (X, y)`` are moved there. Two calls with the same ``coords``
     run the same floating-point operations, so the result of a point does not depend on which process or
-    call evaluates it, only on the batch it came in (:mod:`dldna_lite.scan` splits grids into fixed batches).
+    call evaluates it, only on the batch it came in (:mod:`dldna_lite.landscape.cli` splits grids into fixed
+    batches).
     """
-    checked = [_check_direction(model, d, f"dirs[{i}]") for i, d in enumerate(dirs)]
+    checked = [check_direction(model, d, f"dirs[{i}]") for i, d in enumerate(dirs)]
     if not checked:
         raise ValueError("dirs must hold at least one direction")
-    return _Evaluator(model, checked, loss_fn, data, fast=fast)
+    return _Evaluator(model, data, checked, loss_fn, fast=fast)
 
 
-def evaluate_points(model: nn.Module, dirs, coords, loss_fn: Callable, data, fast: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_points(model: nn.Module, data, dirs, coords, *, loss_fn: Callable = F.cross_entropy,
+                    fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Loss and accuracy ``[G]`` at the points ``θ* + Σ_c coords[:, c] dirs[c]`` for ``coords [G, len(dirs)]``
     (one-shot :func:`point_evaluator`; ``model`` is unchanged)."""
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] != len(dirs):
         raise ValueError(f"coords must have shape [G, {len(dirs)}] (one column per direction), got {coords.shape}")
-    return point_evaluator(model, dirs, loss_fn, data, fast=fast).batch(coords)
+    return point_evaluator(model, data, dirs, loss_fn=loss_fn, fast=fast).batch(coords)
 
 
 def _progress(total: int, desc: str, progress: bool | None):
     return tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False)
 
 
-def scan_1d(model: nn.Module, direction, alphas, loss_fn: Callable, data, progress: bool | None = None,
-            fast: bool = True) -> dict:
+def scan_1d(model: nn.Module, data, direction, alphas, *, loss_fn: Callable = F.cross_entropy,
+            progress: bool | None = None, fast: bool = True) -> dict:
     """:math:`L(\\theta + \\alpha d)` and accuracy for each ``alpha``; ``data = (X, y)`` evaluated as one batch.
 
     Returns ``dict(alpha=[A], loss=[A], acc=[A])`` (numpy). ``model`` is unchanged."""
-    d = _check_direction(model, direction, "direction")
+    d = check_direction(model, direction, "direction")
     alphas = np.asarray(alphas, dtype=float)
-    ev = _Evaluator(model, [d], loss_fn, data, fast=fast)
+    ev = _Evaluator(model, data, [d], loss_fn, fast=fast)
     with _progress(1, "scan 1d", progress) as bar:
         loss, acc = ev.batch(alphas[:, None])
         bar.update()
     return dict(alpha=alphas, loss=loss, acc=acc)
 
 
-def scan_2d(model: nn.Module, d1, d2, xs, ys, loss_fn: Callable, data, progress: bool | None = None,
-            fast: bool = True) -> dict:
+def scan_2d(model: nn.Module, data, d1, d2, xs, ys, *, loss_fn: Callable = F.cross_entropy,
+            progress: bool | None = None, fast: bool = True) -> dict:
     """:math:`L(\\theta + x\\, d_1 + y\\, d_2)` and accuracy on the grid ``xs × ys``.
 
     Returns ``dict(xs=[X], ys=[Y], loss=[Y, X], acc=[Y, X])`` (numpy; row ``i`` is ``ys[i]``, as ``contour``
     expects). ``model`` is unchanged."""
-    dirs = [_check_direction(model, d1, "d1"), _check_direction(model, d2, "d2")]
+    dirs = [check_direction(model, d1, "d1"), check_direction(model, d2, "d2")]
     xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-    ev = _Evaluator(model, dirs, loss_fn, data, fast=fast)
+    ev = _Evaluator(model, data, dirs, loss_fn, fast=fast)
     loss, acc = np.zeros((len(ys), len(xs))), np.zeros((len(ys), len(xs)))
     with _progress(len(ys), "scan 2d", progress) as bar:
         for i, b in enumerate(ys):                       # one row of the grid per batch
@@ -327,26 +303,12 @@ def scan_2d(model: nn.Module, d1, d2, xs, ys, loss_fn: Callable, data, progress:
     return dict(xs=xs, ys=ys, loss=loss, acc=acc)
 
 
-def scan_2d_naive(model: nn.Module, d1, d2, xs, ys, loss_fn: Callable, data) -> dict:
-    """Reference for :func:`scan_2d`: a fresh ``deepcopy`` of the model per grid point, parameters set, full
-    forward pass. Slow on purpose (the benchmark's baseline and the tests' reference)."""
-    X, y = data
-    loss, acc = np.zeros((len(ys), len(xs))), np.zeros((len(ys), len(xs)))
-    for i, b in enumerate(ys):
-        for j, a in enumerate(xs):
-            m = copy.deepcopy(model).eval()
-            with torch.no_grad():
-                for p, u, v in zip(m.parameters(), d1, d2):
-                    p.copy_(p + float(a) * u + float(b) * v)
-                loss[i, j], acc[i, j] = _loss_acc(m(X), y, loss_fn)
-    return dict(xs=np.asarray(xs, float), ys=np.asarray(ys, float), loss=loss, acc=acc)
-
-
-def interpolate(model_a: nn.Module, model_b: nn.Module, alphas, loss_fn: Callable, data,
+def interpolate(model_a: nn.Module, data, model_b: nn.Module, alphas, *, loss_fn: Callable = F.cross_entropy,
                 progress: bool | None = None) -> dict:
     """Loss and accuracy on the line :math:`\\theta(\\alpha) = (1-\\alpha)\\theta_a + \\alpha\\theta_b`
-    (``alpha`` may leave [0, 1]: extrapolation). Floating-point buffers (BatchNorm statistics) are interpolated
-    the same way. Returns ``dict(alpha=[A], loss=[A], acc=[A])``; both models are unchanged."""
+    from ``model_a`` towards ``model_b`` (``alpha`` may leave [0, 1]: extrapolation). Floating-point buffers
+    (BatchNorm statistics) are interpolated the same way. Returns ``dict(alpha=[A], loss=[A], acc=[A])``; both
+    models are unchanged."""
     pa, pb = list(model_a.parameters()), list(model_b.parameters())
     if len(pa) != len(pb) or any(a.shape != b.shape for a, b in zip(pa, pb)):
         raise ValueError("model_a and model_b must have the same architecture")
@@ -354,45 +316,21 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alphas, loss_fn: Callabl
     bufs_a = [b for b in model_a.buffers() if b.is_floating_point()]
     bufs_b = [b for b in model_b.buffers() if b.is_floating_point()]
     if not bufs_a:
-        return scan_1d(model_a, direction, alphas, loss_fn, data, progress=progress)
+        return scan_1d(model_a, data, direction, alphas, loss_fn=loss_fn, progress=progress)
     work = copy.deepcopy(model_a).eval()
     wp, wb = list(work.parameters()), [b for b in work.buffers() if b.is_floating_point()]
+    X, y = on_device_of(work, data)
     alphas = np.asarray(alphas, dtype=float)
     loss, acc = np.zeros(len(alphas)), np.zeros(len(alphas))
     with torch.no_grad():
         for i, a in enumerate(alphas):
             for w, x, y_ in zip(wp + wb, pa + bufs_a, pb + bufs_b):
                 w.copy_(torch.lerp(x.detach(), y_.detach(), float(a)))
-            loss[i], acc[i] = _loss_acc(work(data[0]), data[1], loss_fn)
+            loss[i], acc[i] = _loss_acc(work(X), y, loss_fn)
     return dict(alpha=alphas, loss=loss, acc=acc)
 
 
-# ---------------------------------------------------------------------------------------------- skip connections
-class ResidualMLP(nn.Module):
-    """A ResNet-style MLP: ``in -> width``, then ``depth`` blocks
-    :math:`h \\leftarrow \\mathrm{ReLU}(h + W_2\\,\\mathrm{ReLU}(W_1 h))` (``skip=True``) or
-    :math:`h \\leftarrow \\mathrm{ReLU}(W_2\\,\\mathrm{ReLU}(W_1 h))` (``skip=False``, same parameters), then a
-    linear head. Inputs ``[N, 784]`` or ``[N, 1, 28, 28]``; logits ``[N, classes]``. ``2 depth + 2`` linear layers.
-    """
-
-    def __init__(self, depth: int = 8, width: int = 64, skip: bool = True, in_features: int = 784,
-                 classes: int = 10):
-        super().__init__()
-        if not isinstance(depth, int) or depth < 1 or not isinstance(width, int) or width < 1:
-            raise ValueError(f"depth and width must be positive ints, got {depth!r}, {width!r}")
-        self.skip = skip
-        self.stem = nn.Linear(in_features, width)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
-                                    for _ in range(depth))
-        self.head = nn.Linear(width, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.stem(x.flatten(1)))
-        for block in self.blocks:
-            h = torch.relu(h + block(h)) if self.skip else torch.relu(block(h))
-        return self.head(h)
-
-
+# ------------------------------------------------------------------------------------------------- curvature
 def nonconvex_fraction(scan: dict) -> float:
     """Share of interior grid points of a 2D slice where the finite-difference Hessian of the surface,
     :math:`\\begin{pmatrix} L_{\\alpha\\alpha} & L_{\\alpha\\beta} \\\\ L_{\\alpha\\beta} & L_{\\beta\\beta}\\end{pmatrix}`,

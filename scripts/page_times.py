@@ -1,0 +1,31 @@
+"""Print how long each page of a built book took to execute, from the book's jupyter-cache.
+
+usage: python scripts/page_times.py [BUILD_DIR]      (default _build: the cache is BUILD_DIR/.jupyter_cache)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jupyter_cache import get_cache
+
+
+def page_times(build_dir: Path) -> list[tuple[str, float]]:
+    cache_dir = build_dir / ".jupyter_cache"
+    if not cache_dir.is_dir():
+        raise SystemExit(f"no execution cache at {cache_dir}: build the book first")
+    rows = [(Path(r.uri).name, float(r.data.get("execution_seconds", float("nan"))))
+            for r in get_cache(str(cache_dir)).list_cache_records()]
+    return sorted(rows)
+
+
+def main(argv: list[str]) -> int:
+    rows = page_times(Path(argv[1] if len(argv) > 1 else "_build"))
+    for name, seconds in rows:
+        print(f"{name:<32} {seconds:8.1f} s")
+    print(f"{'total':<32} {sum(s for _, s in rows):8.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
