@@ -128,6 +128,32 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
                             n_train=len(train_data[1]), n_val=len(val_data[1])))
 
 
+def train_grokking_runs(runs: dict[str, dict], *, progress: bool | None = None, parallel: bool | None = None,
+                        **common) -> dict[str, dict]:
+    """:func:`train_grokking` once per entry of ``runs`` (label -> its own keyword arguments, added to ``common``).
+
+    The runs are independent and each uses one thread, so on a CPU with two or more cores they run side by side in
+    fresh (spawned) processes, with the same numbers as one after the other. ``parallel`` defaults to: yes when no
+    progress bar is shown (the book build, the tests) and the runs compute on the CPU; a live notebook runs them one
+    after the other with their progress bars.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from .config import available_cores
+
+    settings = {label: {**common, **kwargs} for label, kwargs in runs.items()}
+    on_cpu = all(torch.device(s.get("device") or "cpu").type == "cpu" for s in settings.values())
+    if parallel is None:
+        parallel = not progress_enabled(progress) and on_cpu and available_cores() >= 2 and len(settings) > 1
+    if not parallel:
+        return {label: train_grokking(**s, progress=progress) for label, s in settings.items()}
+    workers = min(len(settings), available_cores())
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {label: pool.submit(train_grokking, **s, progress=False) for label, s in settings.items()}
+        return {label: future.result() for label, future in futures.items()}
+
+
 def first_step_reaching(steps, values, threshold: float) -> int | None:
     """The first step at which ``values`` is ``>= threshold`` and stays so until the end; ``None`` if never."""
     values = np.asarray(values, dtype=float)

@@ -47,6 +47,8 @@ def glue(name: str, value, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue needs a non-empty name (str), got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:   # numpy or torch scalar: a plain number,
+        value = value.item()                                          # so that format specs like :.2f work
     if in_book_build():
         try:
             from myst_nb import glue as myst_glue

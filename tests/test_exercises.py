@@ -189,7 +189,7 @@ def test_the_checkers_own_reference_code_is_not_an_answer():
     from functools import partial
 
     expect_fail(check.lion_step(partial(ex.optimizers.lion_reference), 1.0), "checker's own reference")
-    expect_fail(check.power_iteration(partial(lambda f, m, lf, d, iters: f(m, lf, d),
+    expect_fail(check.power_iteration(partial(lambda f, m, d, lf, iters: f(m, d, lf),
                                               ex.landscapes.top_eigenvalue_reference)), "checker's own reference")
 
 

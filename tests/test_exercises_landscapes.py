@@ -35,7 +35,7 @@ def _direction(rescale):
 
 def test_filter_direction_solution_and_landscape_module(sol):
     assert check.filter_direction(sol["filter_normalized_direction"])
-    landscape = pytest.importorskip("dldna_lite.landscape")
+    from dldna_lite import landscape
     for build in (ls_ex._small_relu_net, ls_ex._small_conv_net):  # independent reference: the chapter's module
         net = build()
         d = landscape.random_direction(net, norm="filter", ignore_1d=True, generator=torch.Generator().manual_seed(0))
@@ -103,7 +103,7 @@ def test_rescaled_twins_compute_the_same_function():
 
 # --------------------------------------------------------------------------------------------- 2. power iteration
 def test_exact_hessian_matches_finite_differences():
-    net, loss_fn, (X, y) = ls_ex.tiny_hessian_problem()
+    net, (X, y), loss_fn = ls_ex.tiny_hessian_problem()
     H = exact_hessian(net, (X, y), loss_fn=loss_fn)
     P = sum(p.numel() for p in net.parameters())
     assert H.shape == (P, P) and torch.allclose(H, H.T, atol=1e-10)
@@ -125,27 +125,27 @@ def test_exact_hessian_matches_finite_differences():
 
 
 def test_the_second_problem_has_a_negative_top_eigenvalue():
-    (net1, loss1, data1), (net2, loss2, data2) = ls_ex.power_iteration_problems()
-    assert ls_ex.top_eigenvalue_reference(net1, loss1, data1) > 0
-    assert ls_ex.top_eigenvalue_reference(net2, loss2, data2) < 0
+    (net1, data1, loss1), (net2, data2, loss2) = ls_ex.power_iteration_problems()
+    assert ls_ex.top_eigenvalue_reference(net1, data1, loss1) > 0
+    assert ls_ex.top_eigenvalue_reference(net2, data2, loss2) < 0
 
 
 def test_power_iteration(sol):
     top = sol["top_eigenvalue"]
     assert check.power_iteration(top)
-    net, loss_fn, data = ls_ex.tiny_hessian_problem()
+    net, data, loss_fn = ls_ex.tiny_hessian_problem()
     ev = torch.linalg.eigvalsh(exact_hessian(net, data, loss_fn=loss_fn))
     expect_fail(check.power_iteration(lambda *a: ev.sum().item()), "trace")
     expect_fail(check.power_iteration(lambda *a: ev[ev.abs().argmax()].item()), "second network")  # typed number
-    expect_fail(check.power_iteration(lambda m, lf, d, iters: top(m, lf, d, 1)), "exact Hessian")
-    expect_fail(check.power_iteration(lambda m, lf, d, iters: abs(top(m, lf, d, iters))), "magnitude")
+    expect_fail(check.power_iteration(lambda m, d, lf, iters: top(m, d, lf, 1)), "exact Hessian")
+    expect_fail(check.power_iteration(lambda m, d, lf, iters: abs(top(m, d, lf, iters))), "magnitude")
 
-    def perturbs(model, loss_fn, data, iters):
+    def perturbs(model, data, loss_fn, iters):
         with torch.no_grad():
             next(model.parameters()).add_(1.0)
         return 1.0
 
-    def norm_of_hv(model, loss_fn, data, iters):  # ‖Hv‖ of the last unit vector: loses the sign
+    def norm_of_hv(model, data, loss_fn, iters):  # ‖Hv‖ of the last unit vector: loses the sign
         params = list(model.parameters())
         X, y = data
         grads = torch.autograd.grad(loss_fn(model(X), y), params, create_graph=True)
@@ -156,7 +156,7 @@ def test_power_iteration(sol):
             v = [h.detach() for h in Hv]
         return math.sqrt(sum((h * h).sum().item() for h in v))
 
-    def dense(model, loss_fn, data, iters):  # the exact Hessian instead of power iteration
+    def dense(model, data, loss_fn, iters):  # the exact Hessian instead of power iteration
         ev = torch.linalg.eigvalsh(exact_hessian(model, data, loss_fn=loss_fn))
         return ev[ev.abs().argmax()].item()
 
@@ -168,8 +168,8 @@ def test_power_iteration(sol):
 
 
 def test_power_iteration_agrees_with_hessian_module():
-    hessian = pytest.importorskip("dldna_lite.hessian")
-    net, loss_fn, data = ls_ex.tiny_hessian_problem()
+    from dldna_lite import hessian
+    net, data, loss_fn = ls_ex.tiny_hessian_problem()
     values, _ = hessian.top_eigenvalues(net, data, loss_fn=loss_fn, k=1, max_iter=500, tol=1e-10,
                                         generator=torch.Generator().manual_seed(0))
-    assert math.isclose(values[0], ls_ex.top_eigenvalue_reference(net, loss_fn, data), rel_tol=1e-3)
+    assert math.isclose(values[0], ls_ex.top_eigenvalue_reference(net, data, loss_fn), rel_tol=1e-3)

@@ -102,3 +102,16 @@ def test_double_descent_runs_on_the_cpu_by_default():
     b = gz.double_descent_curve((X, y), (X, y), [4, 20], num_classes=3, generator=torch.Generator().manual_seed(0),
                                 device="cpu")
     np.testing.assert_array_equal(a["test_error"], b["test_error"])
+
+
+def test_grokking_runs_side_by_side_give_the_numbers_of_one_after_the_other():
+    from dldna_lite import generalization
+    runs = {"wd": dict(weight_decay=1.0), "no wd": dict(weight_decay=0.0)}
+    common = dict(p=11, train_fraction=0.5, steps=60, lr=3e-3, seed=0, eval_every=20)
+    together = generalization.train_grokking_runs(runs, parallel=True, **common)
+    alone = generalization.train_grokking_runs(runs, parallel=False, progress=False, **common)
+    assert list(together) == ["wd", "no wd"]
+    for label in runs:
+        for key in ("step", "train_loss", "val_acc", "weight_norm"):
+            np.testing.assert_array_equal(together[label][key], alone[label][key])
+    assert together["wd"]["config"]["weight_decay"] == 1.0 and together["no wd"]["config"]["weight_decay"] == 0.0

@@ -96,3 +96,24 @@ def test_claim_names_the_sentence_and_the_numbers():
     with pytest.raises(ClaimError, match=r"'every run reaches 2/lr'.*plateau=1.234") as info:
         claim(False, "every run reaches 2/lr", plateau=1.23449)
     assert isinstance(info.value, AssertionError)
+
+
+def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
+    """A numpy or torch scalar reaches myst-nb as a Python number: its text/plain would be 'np.float64(2.26)',
+    which a {glue:text}`name:.2f` role cannot format (the build then fails)."""
+    import sys
+    import types
+
+    import numpy as np
+    import torch
+
+    from dldna_lite import notebook
+    seen = {}
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=False: seen.__setitem__(name, value)
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    monkeypatch.setenv("DLDNA_STATIC_WIDGETS", "1")
+    notebook.glue("a", np.float64(2.5))
+    notebook.glue("b", torch.tensor(3))
+    notebook.glue("c", np.arange(3))
+    assert type(seen["a"]) is float and type(seen["b"]) is int and isinstance(seen["c"], np.ndarray)

@@ -31,7 +31,8 @@ def _monitor():
 
 
 def _coeffs():
-    pywt = pytest.importorskip("pywt")
+    import pywt   # a runtime dependency of the package (chapter 04's wavelets): never skipped
+
     return pywt.wavedec2(np.random.default_rng(0).normal(size=(8, 8)), "haar", level=2)
 
 

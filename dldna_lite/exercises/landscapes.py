@@ -166,12 +166,13 @@ def filter_direction(filter_normalized_direction) -> str:
 
 # --------------------------------------------------------------------------------------------- 2. power iteration
 def tiny_hessian_problem(seed: int = 10):
-    """A 5 → 8 → 3 tanh MLP in float64 with 40 examples and cross-entropy: small enough for an exact Hessian."""
+    """``(model, data, loss_fn)``: a 5 → 8 → 3 tanh MLP in float64 with 40 examples and cross-entropy, small
+    enough for an exact Hessian."""
     with _isolated_rng(seed):
         net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
     gen = torch.Generator().manual_seed(seed)
     data = (torch.randn(40, 5, generator=gen, dtype=torch.float64), torch.randint(0, 3, (40,), generator=gen))
-    return net, F.cross_entropy, data
+    return net, data, F.cross_entropy
 
 
 # Power iteration from random starts (seeds 0-4) on the two problems (|λ2/λ1| = 0.90 and 0.83): relative error
@@ -187,20 +188,20 @@ def _negative_cross_entropy(logits, y):
 def power_iteration_problems():
     """The check's problems: :func:`tiny_hessian_problem`, and a second one (seed 11) with the *negated* loss, whose
     eigenvalue of largest magnitude is negative (so that ‖Hv‖ instead of vᵀHv, or a typed number, fails)."""
-    net, _, data = tiny_hessian_problem(11)
-    return [tiny_hessian_problem(), (net, _negative_cross_entropy, data)]
+    net, data, _ = tiny_hessian_problem(11)
+    return [tiny_hessian_problem(), (net, data, _negative_cross_entropy)]
 
 
-def top_eigenvalue_reference(model, loss_fn, data) -> float:
+def top_eigenvalue_reference(model, data, loss_fn=F.cross_entropy) -> float:
     """The eigenvalue of largest magnitude of :func:`exact_hessian` (signed)."""
     ev = torch.linalg.eigvalsh(exact_hessian(model, data, loss_fn=loss_fn))
     return ev[ev.abs().argmax()].item()
 
 
-def _check_eigenvalue(top_eigenvalue, net, loss_fn, data, which: str) -> float:
+def _check_eigenvalue(top_eigenvalue, net, data, loss_fn, which: str) -> float:
     before = [p.detach().clone() for p in net.parameters()]
     with _isolated_rng(10):
-        got = _number(_call(top_eigenvalue, net, loss_fn, data, POWER_ITERS), "top_eigenvalue(...)")
+        got = _number(_call(top_eigenvalue, net, data, loss_fn, POWER_ITERS), "top_eigenvalue(...)")
     if any(not torch.equal(a, b) for a, b in zip(before, net.parameters())):
         raise Fail("the model's parameters changed: power iteration must only read them")
     ev = torch.linalg.eigvalsh(exact_hessian(net, data, loss_fn=loss_fn))
@@ -220,7 +221,7 @@ def _check_eigenvalue(top_eigenvalue, net, loss_fn, data, which: str) -> float:
 
 @checker
 def power_iteration(top_eigenvalue) -> str:
-    """Exercise 2: ``top_eigenvalue(model, loss_fn, data, iters) -> float`` by power iteration on Hessian-vector
+    """Exercise 2: ``top_eigenvalue(model, data, loss_fn, iters) -> float`` by power iteration on Hessian-vector
     products, against the eigenvalues of the exact Hessians of two tiny float64 problems (one with a negative top
     eigenvalue)."""
     names = ("the tiny tanh network", "a second network with the negated loss")
