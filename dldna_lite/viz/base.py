@@ -55,3 +55,14 @@ def log_norm():
     from matplotlib.colors import LogNorm
 
     return LogNorm()
+
+
+def finish(ax, xlabel: str, ylabel: str, title: str | None = None, legend: str | None = "best"):
+    """Label the axes, set the title (if any) and draw the legend at ``legend`` (``None``: no legend); returns ``ax``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if legend is not None:
+        ax.legend(fontsize=7, loc=legend)
+    return ax

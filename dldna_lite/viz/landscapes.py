@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .base import color, log_norm, new_axes
+from .base import color, finish, log_norm, new_axes
 
 
 def plot_landscape_1d(curves: dict, ax=None, key: str = "loss", xlabel: str = r"step along the direction $\alpha$",
@@ -113,12 +113,7 @@ def plot_persistence(dgms, ax=None, title: str | None = None, labels=("$H_0$ (ba
         ax.scatter(dgm[:, 0], deaths, s=18, color=f"C{k}", label=f"{label}: {len(dgm)}", zorder=3)
     ax.plot([lo, top], [lo, top], color="grey", lw=0.8)
     ax.axhline(top, color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("birth (loss)")
-    ax.set_ylabel("death (loss); dashed = never")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    return ax
+    return finish(ax, "birth (loss)", "death (loss); dashed = never", title, legend="lower right")
 
 
 def plot_wavelet_energy(energies: dict, ax=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .base import color, log_norm, new_axes
+from .base import color, finish, log_norm, new_axes
 
 
 def plot_trajectory(grid, paths: dict, ax=None, minimum=None, title: str | None = None, log_levels: bool = True):
@@ -29,12 +29,7 @@ def plot_trajectory(grid, paths: dict, ax=None, minimum=None, title: str | None 
         ax.plot(*minimum, "*", color="gold", ms=12, mec="black", label="minimum")
     ax.set_xlim(X.min(), X.max())
     ax.set_ylim(Y.min(), Y.max())
-    ax.set_xlabel("$x$")
-    ax.set_ylabel("$y$")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-    return ax
+    return finish(ax, "$x$", "$y$", title, legend="upper right")
 
 
 def plot_optimizer_runs(runs: dict, axes=None, metrics=("train_loss", "test_acc", "grad_norm")):
