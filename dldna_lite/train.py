@@ -161,7 +161,7 @@ class _Run:
     scheduler: object
     step: int = 0
 
-    def update(self, loss: torch.Tensor) -> None:
+    def update(self, loss: torch.Tensor, loss_value: float) -> None:
         """Backward, (clip), optimizer and scheduler step for one minibatch; record the per-step metrics."""
         params = self.params
         self.optimizer.zero_grad(set_to_none=True)
@@ -176,7 +176,7 @@ class _Run:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self.history.steps["loss"].append(loss.item())
+        self.history.steps["loss"].append(loss_value)
         if self.track_steps:
             with torch.no_grad():
                 steps = self.history.steps
@@ -195,9 +195,10 @@ class _Run:
             if not torch.isfinite(loss):
                 self.history.diverged_at = self.step
                 return None
-            self.update(loss)
+            loss_value = loss.item()
+            self.update(loss, loss_value)
             acc = accuracy(out.detach(), yb)
-            sum_loss += loss.item() * len(xb)
+            sum_loss += loss_value * len(xb)
             sum_correct = None if acc is None or sum_correct is None else sum_correct + acc * len(xb)
             seen += len(xb)
             if max_steps is not None and self.step >= max_steps:
