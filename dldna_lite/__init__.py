@@ -10,7 +10,8 @@ shared by every chapter                     ``config`` (profiles, device, seeds)
                                             (2D toy surfaces and optimizer paths, also used in 04)
 03, 04 Loss landscapes I and II             ``landscape`` (directions, the scan engine, trajectories, topology,
                                             mode connectivity, sightseeing, the ``python -m dldna_lite.landscape``
-                                            scan CLI), ``hessian``, ``distributed`` (scans on several processes)
+                                            scan CLI), ``hessian`` (its ``krylov``: Lanczos, power iteration),
+                                            ``distributed`` (scans on several processes)
 05 Training dynamics                        ``dynamics`` (monitoring, edge of stability), ``schedules``
 06, 07 Modern stories, backprop memory      ``generalization`` (grokking, double descent), ``backprop``
 exercises                                   ``exercises`` (one checker module per student notebook)

@@ -90,13 +90,13 @@ def test_lanczos_restarts_and_warm_starts():
     ev, evec = torch.linalg.eigh(H)
     order = ev.abs().argsort(descending=True)
     with hs.HessianOperator(net, data, loss_fn=loss_fn) as op:
-        values, vectors = hs._lanczos_top(op, 3, 200, 1e-10, None, torch.Generator().manual_seed(0), max_basis=8)
+        values, vectors = hs.krylov.lanczos_top(op, 3, 200, 1e-10, None, torch.Generator().manual_seed(0), max_basis=8)
         assert op.n_products > 8                                   # it did restart
     for lam, v, j in zip(values, vectors, order[:3]):
         assert lam == pytest.approx(ev[j].item(), rel=1e-8)
         torch.testing.assert_close(H @ v, lam * v, atol=1e-6 * abs(lam), rtol=0)
     with hs.HessianOperator(net, data, loss_fn=loss_fn) as op:
-        warm, _ = hs._lanczos_top(op, 2, 100, 1e-8, [evec[:, order[0]], evec[:, order[1]]], None)
+        warm, _ = hs.krylov.lanczos_top(op, 2, 100, 1e-8, [evec[:, order[0]], evec[:, order[1]]], None)
         assert op.n_products == 2
     assert warm == pytest.approx([ev[order[0]].item(), ev[order[1]].item()], rel=1e-10)
 
@@ -287,3 +287,46 @@ def test_calling_convention_model_data_then_keywords():
     for fn in (hs.top_eigenvalues, hs.hessian_trace, hs.eigen_density, hs.exact_hessian):
         with pytest.raises(TypeError):
             fn(net, F.cross_entropy, data)                   # the old order (model, loss_fn, data) is refused
+
+
+def test_extrapolated_errors_follow_a_geometric_sequence():
+    """Aitken's estimate is exact for geometric convergence, and absent while the values do not converge."""
+    limit, ratio = [3.0, -2.0], [0.4, 0.6]
+    history = [[lim + (0.5 if lim > 0 else -0.5) * r ** t for lim, r in zip(limit, ratio)] for t in range(3)]
+    want = [abs(h - lim) for h, lim in zip(history[-1], limit)]
+    assert hs.krylov._extrapolated_errors(history) == pytest.approx(want, rel=1e-9)
+    assert hs.krylov._extrapolated_errors(history[1:]) is None                       # two values: no estimate
+    assert hs.krylov._extrapolated_errors([[1.0, 2.0], [1.1, 2.1], [1.3, 2.11]]) is None   # steps grew
+
+
+class _Diagonal:
+    """A symmetric operator diag(d) with the interface of HessianOperator, and a chosen "gradient"."""
+
+    def __init__(self, d, gradient):
+        self.d, self._g, self.size, self.dtype, self.device = d, gradient, len(d), d.dtype, d.device
+        self.n_products = 0
+
+    def __call__(self, v):
+        self.n_products += 1
+        return self.d * v
+
+    def gradient(self):
+        return self._g
+
+
+def test_lanczos_starts_from_the_gradient():
+    """Without warm start the first Krylov vector is gradient + random: a gradient on the top two eigenvectors (a
+    close pair, 1.0 and 0.99, above a bulk up to 0.98) needs fewer products than one on the bulk, for the same
+    random part, and both find the pair to 1e-6."""
+    d = torch.cat([torch.tensor([1.0, 0.99]), torch.linspace(0.0, 0.98, 3000)]).double()
+    aligned = torch.zeros_like(d)
+    aligned[:2] = 1.0
+    bulk = torch.zeros_like(d)
+    bulk[2:] = 1.0
+    products = {}
+    for name, g in (("aligned", aligned), ("bulk", bulk)):
+        A = _Diagonal(d, g)
+        values, _ = hs.krylov.lanczos_top(A, 2, 200, 1e-8, None, torch.Generator().manual_seed(0))
+        assert sorted(values, reverse=True) == pytest.approx([1.0, 0.99], abs=1e-6)
+        products[name] = A.n_products
+    assert products["aligned"] < products["bulk"], products
