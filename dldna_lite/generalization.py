@@ -1,8 +1,8 @@
 r"""Generalisation against the classical story, as experiments that run on a CPU (chapter ``book/06-modern-stories``).
 
 * **Grokking** (Power et al. 2022). :func:`modular_addition` builds the table of :math:`a + b \bmod p`,
-  :class:`dldna_lite.models.ModularMLP` embeds both operands, and :func:`train_grokking` runs full-batch AdamW and
-  records train and validation accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of
+  :class:`dldna_lite.models.ModularMLP` embeds both operands (:class:`~dldna_lite.models.ModularTransformer` reads
+  the sequence ``a b =``), and :func:`train_grokking` runs full-batch AdamW and records train and validation accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of
   memorisation and of the jump off the history.
 * **Double descent** (Belkin et al. 2019). :func:`random_features` and :func:`min_norm_fit` (minimum-norm least
   squares in float64); :func:`double_descent_curve` sweeps the number of features through the interpolation
@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .models import ModularMLP
+from .models import ModularMLP, ModularTransformer
 from .train import progress_enabled
 
 
@@ -80,13 +80,17 @@ def _full_batch_steps(model, opt, train_data, val_data, todo: set, stop_at, bar)
     return rows, None, step
 
 
+MODELS = {"mlp": ModularMLP, "transformer": ModularTransformer}
+
+
 def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-3, weight_decay: float = 1.0,
-                   betas=(0.9, 0.98), seed: int = 0, embed_dim: int = 64, width: int = 128, eval_every: int = 50,
-                   optimizer: type | None = None, stop_at: float | None = None, progress: bool | None = None,
-                   device: torch.device | str | None = None) -> dict:
-    """Full-batch AdamW on :func:`modular_addition` with a :class:`dldna_lite.models.ModularMLP`, evaluated on
-    :func:`eval_schedule`; ``seed`` draws the split and the initial weights (on the CPU), which then go to ``device``
-    (default: the CPU), where the run computes.
+                   betas=(0.9, 0.98), seed: int = 0, model: str = "mlp", model_options: dict | None = None,
+                   eval_every: int = 50, optimizer: type | None = None, stop_at: float | None = None,
+                   progress: bool | None = None, device: torch.device | str | None = None) -> dict:
+    """Full-batch AdamW on :func:`modular_addition` with a ``model`` from :data:`MODELS`
+    (:class:`dldna_lite.models.ModularMLP` or :class:`~dldna_lite.models.ModularTransformer`, built with
+    ``num_classes=p`` and ``model_options``), evaluated on :func:`eval_schedule`; ``seed`` draws the split and the
+    initial weights (on the CPU), which then go to ``device`` (default: the CPU), where the run computes.
 
     A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``; off in the book
     build and the tests).
@@ -99,11 +103,13 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
     """
     from .config import seed_everything
 
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     device = torch.device("cpu") if device is None else torch.device(device)
     train_data, val_data = ((X.to(device), y.to(device)) for X, y in modular_addition(p, train_fraction, seed=seed))
     seed_everything(seed)
-    model = ModularMLP(num_classes=p, embed_dim=embed_dim, width=width).to(device)
-    opt = (optimizer or torch.optim.AdamW)(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    net = MODELS[model](num_classes=p, **(model_options or {})).to(device)
+    opt = (optimizer or torch.optim.AdamW)(net.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     todo = set(eval_schedule(steps, every=eval_every).tolist())
     # Without weight decay the logits grow and the gradients of a memorised training set underflow into denormal
     # floats, which x86 CPUs process many times slower. We flush them to zero (nothing visible changes); the flag
@@ -115,7 +121,7 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
     bar = tqdm(range(1, steps + 1), desc=f"grokking, weight decay {weight_decay:g}", leave=False,
                disable=not progress_enabled(progress))
     try:
-        rows, diverged_at, step = _full_batch_steps(model, opt, train_data, val_data, todo, stop_at, bar)
+        rows, diverged_at, step = _full_batch_steps(net, opt, train_data, val_data, todo, stop_at, bar)
     finally:
         bar.close()
         torch.set_flush_denormal(False)  # PyTorch's defaults
@@ -125,7 +131,7 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
                 val_acc=cols[:, 4], weight_norm=cols[:, 5], time=time.perf_counter() - start, steps_run=step,
                 diverged_at=diverged_at,
                 config=dict(p=p, train_fraction=train_fraction, lr=lr, weight_decay=weight_decay, seed=seed,
-                            n_train=len(train_data[1]), n_val=len(val_data[1])))
+                            model=model, n_train=len(train_data[1]), n_val=len(val_data[1])))
 
 
 def train_grokking_runs(runs: dict[str, dict], *, progress: bool | None = None, parallel: bool | None = None,

@@ -78,8 +78,11 @@ def test_grokking_runs_on_the_given_device():
     from dldna_lite import generalization as gz
 
     with fake_device():
-        run = gz.train_grokking(7, 0.5, 3, eval_every=1, embed_dim=4, width=8, device=META)
+        run = gz.train_grokking(7, 0.5, 3, eval_every=1, model_options=dict(embed_dim=4, width=8), device=META)
+        tf = gz.train_grokking(7, 0.5, 3, eval_every=1, model="transformer", model_options=dict(width=8, heads=2),
+                               device=META)
     assert run["steps_run"] == 3 and len(run["step"]) == 3
+    assert tf["steps_run"] == 3 and len(tf["step"]) == 3
 
 
 def test_double_descent_runs_on_the_given_device():

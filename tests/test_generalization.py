@@ -5,7 +5,7 @@ import torch
 
 import dldna_lite as dl
 from dldna_lite import generalization as gz
-from dldna_lite.models import ModularMLP
+from dldna_lite.models import ModularMLP, ModularTransformer
 
 
 # ------------------------------------------------------------------------------------------ grokking
@@ -38,6 +38,27 @@ def test_grokking_quick_run_generalises_after_memorising():
     at_memorised = run["val_acc"][list(run["step"]).index(memorised)]
     assert at_memorised < 0.2                                         # memorised, not yet generalised
     assert run["diverged_at"] is None
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_transformer_reads_out_the_last_position_of_the_full_blocks(depth):
+    """ModularTransformer computes only the "=" position in its last block: the logits must equal those of the full
+    ``nn.TransformerEncoderLayer`` stack read at that position."""
+    torch.manual_seed(depth)
+    model = ModularTransformer(num_classes=11, width=16, depth=depth, heads=4).double()
+    x = torch.randint(0, 11, (40, 2))
+    h = model.embed(torch.cat([x, torch.full_like(x[:, :1], 11)], 1)) + model.position
+    for block in model.blocks:
+        h = block(h)
+    torch.testing.assert_close(model(x), model.unembed(model.norm(h[:, -1])), rtol=1e-12, atol=1e-12)
+    assert model(x).shape == (40, 11)
+
+
+def test_train_grokking_names_the_models():
+    with pytest.raises(ValueError, match="mlp, transformer"):
+        gz.train_grokking(7, 0.5, 2, model="lstm")
+    run = gz.train_grokking(7, 0.5, 2, eval_every=1, model="transformer", model_options=dict(width=8, heads=2))
+    assert run["config"]["model"] == "transformer" and run["steps_run"] == 2
 
 
 # ------------------------------------------------------------------------------------------ double descent
