@@ -19,7 +19,7 @@ a few percent at single steps by the end of the epoch).
 
 Timing: one untimed warm-up epoch of each, then ``--repeats`` timed epochs per contender, the order rotating
 between repetitions; median, min and max of each and the ratios of the medians (DataLoader / tensors; goal >= 5x
-with workers 0). Usage: ``python benchmarks/train_throughput.py [--repeats 5]``.
+with workers 0). Usage: ``python benchmarks/train_throughput.py [--repeats 5] [--n 60000]``.
 """
 from __future__ import annotations
 
@@ -53,13 +53,14 @@ def one_epoch(model, batches) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - start, torch.stack(losses)
 
 
-def loader(workers: int):
-    from torch.utils.data import DataLoader
+def loader(workers: int, n: int):
+    from torch.utils.data import DataLoader, Subset
     from torchvision import transforms
     from torchvision.datasets import FashionMNIST
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dl.data.MEAN,), (dl.data.STD,))])
     ds = FashionMNIST(str(dl.data.torchvision_root()), train=True, download=False, transform=tf)
+    ds = Subset(ds, range(n)) if n < len(ds) else ds                 # the first n images, as load_fashion_mnist's limit
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(SEED)).tolist()   # = dl.batches'
     return DataLoader(ds, batch_size=BATCH, sampler=order, num_workers=workers)
 
@@ -68,7 +69,7 @@ def check_same_batches(X: torch.Tensor, y: torch.Tensor, n_batches: int = 5) -> 
     """The first batches of the DataLoader and of ``dl.batches`` hold the same images; returns max |Δpixel|."""
     worst = 0.0
     ours = dl.batches(X, y, BATCH, generator=torch.Generator().manual_seed(SEED))
-    for (xa, ya), (xb, yb), _ in zip(loader(0), ours, range(n_batches)):
+    for (xa, ya), (xb, yb), _ in zip(loader(0, len(X)), ours, range(n_batches)):
         assert torch.equal(ya, yb), "the DataLoader and dl.batches draw different images"
         worst = max(worst, (xa - xb).abs().max().item())
     assert worst <= PIXEL_TOL, f"pixels differ by {worst:.1e} > {PIXEL_TOL}"
@@ -77,16 +78,17 @@ def check_same_batches(X: torch.Tensor, y: torch.Tensor, n_batches: int = 5) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=60000, help="training images (default all 60000)")
     add_timing_args(parser, "timed epochs per contender")
     args = parser.parse_args()
     apply_timing_args(parser, args)
     dl.seed_everything(0)
-    model = models.SimpleNetwork(act_func="relu", hidden_shape=(512, 64))
-    X, y = dl.load_fashion_mnist("train")
+    model = models.SimpleNetwork("relu", widths=(512, 64))
+    X, y = dl.load_fashion_mnist("train", limit=args.n)
     pixel_diff = check_same_batches(X, y)
     contenders = {
-        "DataLoader, workers 0": lambda: loader(0),
-        "DataLoader, workers 2": lambda: loader(2),
+        "DataLoader, workers 0": lambda: loader(0, len(X)),
+        "DataLoader, workers 2": lambda: loader(2, len(X)),
         "dl.batches (tensors)": lambda: dl.batches(X, y, BATCH, generator=torch.Generator().manual_seed(SEED)),
     }
     names = list(contenders)
@@ -107,7 +109,7 @@ def main() -> None:
     assert step_diff <= STEP_TOL, f"losses of the first {FIRST_STEPS} steps differ by {step_diff:.1e} > {STEP_TOL}"
     assert mean_diff <= MEAN_TOL, f"the epochs' mean losses differ by {mean_diff:.1e} relative > {MEAN_TOL}"
 
-    print(f"one epoch, 60,000 images, batch {BATCH}, MLP 784-512-64-10, {torch.get_num_threads()} threads, "
+    print(f"one epoch, {len(X):,} images, batch {BATCH}, MLP 784-512-64-10, {torch.get_num_threads()} threads, "
           f"{args.repeats} rotated epochs each after a warm-up")
     print(f"checked: same images in the same order (labels equal, pixels within {pixel_diff:.1e}); losses of the "
           f"first {FIRST_STEPS} steps within {step_diff:.1e} relative (<= {STEP_TOL:g}), mean losses of the "
