@@ -184,12 +184,13 @@ def test_contour_levels_ignore_non_finite_losses(log):
     plt.close("all")
 
 
-def test_batched_mlp_path_equals_the_vmap_path_over_data_blocks():
-    """The plain-MLP path (blocks of images, float64 sums) gives the vmap path's losses and accuracies, also when
-    the data are cut into many blocks and the batch is smaller than a row."""
+@pytest.mark.parametrize("activation", ["tanh", "relu", "leaky_relu", "gelu", "sigmoid"])
+def test_batched_mlp_path_equals_the_vmap_path_over_data_blocks(activation):
+    """The plain-MLP path (blocks of images in reused buffers, activations in place, float64 sums) gives the vmap
+    path's losses and accuracies, also when the data are cut into many blocks and the batch is smaller than a row."""
     X, y = data()
     torch.manual_seed(0)
-    model = models.mlp([20, 16, 12, 4], activation="tanh")
+    model = models.mlp([20, 16, 12, 4], activation=activation)
     gen = torch.Generator().manual_seed(0)
     dirs = [L.random_direction(model, generator=gen) for _ in range(2)]
     coords = np.random.default_rng(0).uniform(-1, 1, (70, 2))
@@ -202,3 +203,23 @@ def test_batched_mlp_path_equals_the_vmap_path_over_data_blocks():
     np.testing.assert_array_equal(fa, sa)
     one = np.concatenate([fast.batch(coords[i:i + 1])[0] for i in range(3)])
     np.testing.assert_allclose(one, fl[:3], rtol=1e-6)      # one point at a time: the same values (to rounding)
+
+
+ACTIVATION_CASES = [nn.ReLU(), nn.LeakyReLU(0.3), nn.Tanh(), nn.Sigmoid(), nn.GELU(), nn.ELU(0.7), nn.SiLU(),
+                    nn.Identity(), nn.Dropout(0.5).eval()]
+
+
+def test_every_fast_path_activation_is_tested():
+    from dldna_lite.landscape import kernels
+
+    assert {type(m) for m in ACTIVATION_CASES} == set(kernels.ELEMENTWISE)
+
+
+@pytest.mark.parametrize("module", ACTIVATION_CASES, ids=lambda m: type(m).__name__)
+def test_fast_path_activations_equal_the_modules(module):
+    """``kernels.activate_`` (in place where torch can) computes what the module computes, on a strided view as the
+    engine passes it."""
+    from dldna_lite.landscape import kernels
+
+    x = torch.randn(3, 7, 5).transpose(1, 2)
+    torch.testing.assert_close(kernels.activate_(module, x.clone()), module(x.clone()), rtol=0, atol=0)

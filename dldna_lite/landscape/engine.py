@@ -19,8 +19,8 @@ offset, so
 
 is formed once from three products (then one ``[G, 3] x [3, N H]`` product per batch of points) and only the
 (small) rest of the network runs per point. When that rest is ``Linear`` layers and elementwise activations and the
-loss is cross-entropy (the book's MLPs), it runs as batched matrix products ``[G, n, h] x [G, h, h']`` on blocks
-of ``n`` images sized to stay in cache, without vmap. ``benchmarks/landscape_scan.py`` compares with the in-place
+loss is cross-entropy (the book's MLPs), it runs as batched matrix products ``[G, h', h] x [G, h, n]`` on blocks
+of ``n`` images sized to stay in cache, without vmap, in reused buffers (:mod:`dldna_lite.landscape.kernels`). ``benchmarks/landscape_scan.py`` compares with the in-place
 loop over points of the ``loss-landscapes`` library.
 All scans run in eval mode (dropout off) and leave the model's own parameters unchanged. Every function reads
 ``f(model, data, <what it is about>, *, loss_fn=F.cross_entropy, ...)`` with ``data = (X, y)`` one full batch.
@@ -39,11 +39,10 @@ from tqdm.auto import tqdm
 
 from ..train import on_device_of, progress_enabled
 from .directions import check_direction
+from .kernels import ELEMENTWISE, activate_, cross_entropy_
 
 __all__ = ["point_evaluator", "evaluate_points", "scan_1d", "scan_2d", "interpolate", "nonconvex_fraction"]
 
-#: Activations the plain-MLP fast path applies to ``[G, n, h]`` as they are (parameter-free, elementwise).
-ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
 #: Grid points per batch of the plain-MLP fast path (a 2D scan passes one row of up to this many points).
 POINTS_PER_BATCH = 64
 
@@ -161,24 +160,37 @@ class _Evaluator:
 
     def _plain_batch(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and accuracy ``[G]`` of the plain-MLP fast path: the first layer from the precomputed products, the
-        rest with batched matrix products ``[G, n, h] x [G, h, h']`` over blocks of ``rows_per_block`` images (so
-        the hidden activations stay in cache), cross-entropy summed in float64 block by block."""
+        rest with batched matrix products over blocks of ``rows_per_block`` images (so the hidden activations stay
+        in cache), cross-entropy summed in float64 block by block.
+
+        Two things make it fast on a CPU. The activations are kept features-first, ``[G, h, n]``, and each layer
+        computes :math:`W_g A_g` (``[G, h', h] x [G, h, n]``): BLAS's batched kernels run several times faster with
+        the long dimension (the images) as the output's columns than as its rows. And every block writes into the
+        same buffers (``out=``, activations in place where torch has an in-place form): a fresh multi-megabyte
+        tensor per block costs its page faults, which took longer than the arithmetic."""
         prods, (n, h) = self.fast["prods"], self.fast["shape"]
-        coef = torch.cat([torch.ones(len(c), 1, dtype=prods.dtype, device=prods.device), c.to(prods.dtype)], 1)
-        weights = [(self._stacked(i, c).transpose(1, 2), None if j is None else self._stacked(j, c).unsqueeze(1))
+        G, rows = len(c), min(n, self.rows_per_block)
+        coef = torch.cat([torch.ones(G, 1, dtype=prods.dtype, device=prods.device), c.to(prods.dtype)], 1)
+        weights = [(self._stacked(i, c), None if j is None else self._stacked(j, c).unsqueeze(2))
                    if kind == "linear" else None for kind, i, j in self.layers]
-        loss = torch.zeros(len(c), dtype=torch.float64, device=prods.device)
-        correct = torch.zeros(len(c), dtype=torch.long, device=prods.device)
-        for start in range(0, n, self.rows_per_block):
-            stop = min(n, start + self.rows_per_block)
-            out = (coef @ prods[:, start * h:stop * h]).view(len(c), stop - start, h)
+        widths = [h] + [w[0].shape[1] for w in weights if w]
+        buffers = [prods.new_empty(G * rows * width) for width in widths + widths[-1:]]   # the last: the logits
+        loss = torch.zeros(G, dtype=torch.float64, device=prods.device)
+        correct = torch.zeros(G, dtype=torch.long, device=prods.device)
+        for start in range(0, n, rows):
+            m = min(n, start + rows) - start
+            out = torch.mm(coef, prods[:, start * h:(start + m) * h], out=buffers[0][:G * m * h].view(G, m * h))
+            out, k = out.view(G, m, h).transpose(1, 2), 1                                       # [G, h, m]
             for (kind, module, _), w in zip(self.layers, weights):
-                out = module(out) if kind == "act" else \
-                    torch.bmm(out, w[0]) if w[1] is None else torch.baddbmm(w[1], out, w[0])
-            y = self.y[start:stop].expand(len(c), -1)
-            picked = out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            loss += (torch.logsumexp(out, -1) - picked).sum(-1, dtype=torch.float64)
-            correct += (out.argmax(-1) == y).sum(-1)
+                if kind == "act":
+                    out = activate_(module, out)
+                    continue
+                into = buffers[k][:G * m * w[0].shape[1]].view(G, w[0].shape[1], m)
+                out = torch.bmm(w[0], out, out=into) if w[1] is None else torch.baddbmm(w[1], w[0], out, out=into)
+                k += 1
+            loss_block, correct_block = cross_entropy_(out, self.y[start:start + m], buffers[-1])
+            loss += loss_block
+            correct += correct_block
         return loss / n, correct.double() / n
 
     def _stacked(self, i: int, coords: torch.Tensor) -> torch.Tensor:
