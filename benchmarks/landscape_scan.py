@@ -3,7 +3,8 @@
 Contenders, all on the same trained model, the same two directions and the same 2,000 training images:
 
 * ``scan_2d``: :func:`dldna_lite.landscape.scan_2d` (one working model, first layer from three precomputed
-  products, grid rows evaluated in batches with ``torch.func.vmap``);
+  products, the rest as batched matrix products over grid rows and blocks of images, engine path
+  ``"first-layer+bmm"``);
 * ``in place``: the fair baseline, what the ``loss-landscapes`` library does: one model whose parameters are
   overwritten in place with :math:`\\theta^* + x d_1 + y d_2` at every grid point, then a forward pass
   (``torch.no_grad``, eval mode; no copy, no allocation of parameters). The slower reference with a fresh
