@@ -29,14 +29,16 @@ SIZES: dict[str, dict[str, dict]] = {
     },
     "analysis": {
         "quick": dict(train_limit=10000, eval_limit=1000, hidden=100, batch_size=128, traj_epochs=2, traj_every=5,
-                      plane_grid=21, scan_grid=32, scan_span=1.0, deep_depth=8, deep_epochs=2, mc_epochs=3, bezier_epochs=3,
+                      plane_grid=21, scan_grid=32, scan_span=1.0, deep_depth=8, deep_epochs=2, mc_epochs=3,
+                      bezier_epochs=3,
                       mc_points=21, toy_steps=100, sight_images=32, sight_hidden=16, sight_steps=300, sight_lr=1e-2),
         "cpu": dict(train_limit=None, eval_limit=2500, hidden=100, batch_size=128, traj_epochs=5, traj_every=50,
                     plane_grid=41, scan_grid=48, scan_span=1.0, deep_depth=8, deep_epochs=3, mc_epochs=6,
                     bezier_epochs=6,
                     mc_points=41, toy_steps=150, sight_images=256, sight_hidden=32, sight_steps=200, sight_lr=5e-3),
         "gpu": dict(train_limit=None, eval_limit=10000, hidden=100, batch_size=128, traj_epochs=20, traj_every=100,
-                    plane_grid=81, scan_grid=128, scan_span=1.0, deep_depth=8, deep_epochs=20, mc_epochs=20, bezier_epochs=20,
+                    plane_grid=81, scan_grid=128, scan_span=1.0, deep_depth=8, deep_epochs=20, mc_epochs=20,
+                    bezier_epochs=20,
                     mc_points=61, toy_steps=200, sight_images=512, sight_hidden=32, sight_steps=400, sight_lr=3e-3),
     },
     "optim": {

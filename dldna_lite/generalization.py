@@ -2,8 +2,9 @@ r"""Generalisation against the classical story, as experiments that run on a CPU
 
 * **Grokking** (Power et al. 2022). :func:`modular_addition` builds the table of :math:`a + b \bmod p`,
   :class:`dldna_lite.models.ModularMLP` embeds both operands (:class:`~dldna_lite.models.ModularTransformer` reads
-  the sequence ``a b =``), and :func:`train_grokking` runs full-batch AdamW and records train and validation accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of
-  memorisation and of the jump off the history.
+  the sequence ``a b =``), and :func:`train_grokking` runs full-batch AdamW and records train and validation
+  accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of memorisation and of the jump
+  off the history.
 * **Double descent** (Belkin et al. 2019). :func:`random_features` and :func:`min_norm_fit` (minimum-norm least
   squares in float64); :func:`double_descent_curve` sweeps the number of features through the interpolation
   threshold (#features = #training samples), and :func:`describe_curve` reads its peak off.

@@ -192,10 +192,10 @@ class _Run:
             self.step += 1
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
-            if not torch.isfinite(loss):
+            loss_value = loss.item()                      # the step's one read of the loss (a device sync on a GPU)
+            if not math.isfinite(loss_value):
                 self.history.diverged_at = self.step
                 return None
-            loss_value = loss.item()
             self.update(loss, loss_value)
             acc = accuracy(out.detach(), yb)
             sum_loss += loss_value * len(xb)

@@ -121,10 +121,11 @@ def top_eigenvalues(model: nn.Module, data, *, loss_fn: Callable = F.cross_entro
 
     ``method="lanczos"`` (default, :func:`.krylov.lanczos_top`): Rayleigh-Ritz on the Krylov space
     :math:`\\operatorname{span}\\{v, Hv, H^2 v, \\dots\\}`, stopped when the error of every one of the ``k``
-    eigenvalues, estimated from the residuals :math:`\\lVert H y - \\theta y \\rVert`, is at most ``tol``
-    :math:`\\cdot |\\theta|`.
-    ``method="power"`` (:func:`.krylov.power_top`): power iteration with deflation, stopped when the Rayleigh quotient
-    changes by less than ``tol`` relative (PyHessian's test), at most ``max_iter`` products per eigenvector.
+    eigenvalues, estimated from the residuals :math:`\\lVert H y - \\theta y \\rVert` or extrapolated from the
+    last three Ritz values, is at most ``tol`` :math:`\\cdot |\\theta|`.
+    ``method="power"`` (:func:`.krylov.power_top`): power iteration with deflation, stopped when the Rayleigh
+    quotient changes by less than ``tol`` relative (PyHessian's test), at most ``max_iter`` products per
+    eigenvector.
     ``init`` (``k`` vectors) warm-starts either, e.g. from the previous call during training. Returns
     ``(eigenvalues, eigenvectors)`` sorted by decreasing ``|λ|``; each eigenvector is a unit-norm list of tensors
     shaped like the trainable parameters.
@@ -166,7 +167,6 @@ def hessian_trace(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
             total += (V * H(V)).sum().item()
             done += b
     return total / n_samples
-
 
 
 def density_on_grid(nodes, weights, grid, sigma: float) -> np.ndarray:

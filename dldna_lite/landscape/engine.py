@@ -20,8 +20,8 @@ offset, so
 is formed once from three products (then one ``[G, 3] x [3, N H]`` product per batch of points) and only the
 (small) rest of the network runs per point. When that rest is ``Linear`` layers and elementwise activations and the
 loss is cross-entropy (the book's MLPs), it runs as batched matrix products ``[G, h', h] x [G, h, n]`` on blocks
-of ``n`` images sized to stay in cache, without vmap, in reused buffers (:mod:`dldna_lite.landscape.kernels`). ``benchmarks/landscape_scan.py`` compares with the in-place
-loop over points of the ``loss-landscapes`` library.
+of ``n`` images sized to stay in cache, without vmap, in reused buffers (:mod:`dldna_lite.landscape.kernels`).
+``benchmarks/landscape_scan.py`` compares with the in-place loop over points of the ``loss-landscapes`` library.
 All scans run in eval mode (dropout off) and leave the model's own parameters unchanged. Every function reads
 ``f(model, data, <what it is about>, *, loss_fn=F.cross_entropy, ...)`` with ``data = (X, y)`` one full batch.
 """

@@ -10,18 +10,16 @@ from torch.nn import functional as F
 #: Activations the plain-MLP fast path applies as they are (parameter-free, elementwise).
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
 
-_IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_,
-             nn.LeakyReLU: lambda x, m: F.leaky_relu_(x, m.negative_slope), nn.Identity: lambda x: x,
-             nn.SiLU: lambda x: F.silu(x, inplace=True), nn.ELU: lambda x, m: F.elu_(x, m.alpha)}
+_IN_PLACE = {nn.ReLU: lambda x, m: x.relu_(), nn.Tanh: lambda x, m: x.tanh_(), nn.Sigmoid: lambda x, m: x.sigmoid_(),
+             nn.LeakyReLU: lambda x, m: F.leaky_relu_(x, m.negative_slope), nn.ELU: lambda x, m: F.elu_(x, m.alpha),
+             nn.SiLU: lambda x, m: F.silu(x, inplace=True), nn.Identity: lambda x, m: x}
 
 
 def activate_(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` for one of :data:`ELEMENTWISE`, in place where torch has an in-place form (``x`` is a scratch
     buffer of the fast path); GELU and Dropout (the scan runs in eval mode) out of place."""
     f = _IN_PLACE.get(type(module))
-    if f is None:
-        return module(x)
-    return f(x, module) if type(module) in (nn.LeakyReLU, nn.ELU) else f(x)
+    return module(x) if f is None else f(x, module)
 
 
 def cross_entropy_(out: torch.Tensor, y: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
