@@ -161,9 +161,13 @@ def train_grokking_runs(runs: dict[str, dict], *, progress: bool | None = None, 
         return {label: future.result() for label, future in futures.items()}
 
 
-def first_step_reaching(steps, values, threshold: float) -> int | None:
-    """The first step at which ``values`` is ``>= threshold`` and stays so until the end; ``None`` if never."""
+def first_step_reaching(steps, values, threshold: float, *, stay: bool = True) -> int | None:
+    """The first step at which ``values`` is ``>= threshold`` and stays so until the end (``stay=False``: the first
+    time it gets there, whatever follows); ``None`` if never."""
     values = np.asarray(values, dtype=float)
+    if not stay:
+        hit = np.flatnonzero(values >= threshold)
+        return int(np.asarray(steps)[hit[0]]) if hit.size else None
     below = np.flatnonzero(values < threshold)
     first = 0 if below.size == 0 else below[-1] + 1
     return int(np.asarray(steps)[first]) if first < len(values) else None

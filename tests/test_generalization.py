@@ -24,6 +24,9 @@ def test_first_step_reaching_needs_to_stay():
     assert gz.first_step_reaching(steps, [0.1, 0.99, 0.5, 0.99, 1.0], 0.95) == 4
     assert gz.first_step_reaching(steps, [1.0] * 5, 0.95) == 1
     assert gz.first_step_reaching(steps, [0.1, 0.99, 0.99, 0.99, 0.5], 0.95) is None
+    assert gz.first_step_reaching(steps, [0.1, 0.99, 0.5, 0.99, 1.0], 0.95, stay=False) == 2   # the first time
+    assert gz.first_step_reaching(steps, [0.1, 0.99, 0.99, 0.99, 0.5], 0.95, stay=False) == 2
+    assert gz.first_step_reaching(steps, [0.1] * 5, 0.95, stay=False) is None
 
 
 def test_grokking_quick_run_generalises_after_memorising():
