@@ -5,6 +5,10 @@
   (:mod:`dldna_lite.notebook`), and no progress bar lands on a page. A plain ``jupyter-book build .`` is then the same
   build as ``make book``.
 
+``DLDNA_BOOK_KERNEL=<kernel name>`` executes every page in that Jupyter kernel instead of the one the notebooks
+name (``python3``): ``make test`` builds the quick book in the student kernel (``scripts/student_kernel.py``), so that
+one execution of each page, from its own install cell at Colab's versions, serves both the book and the test.
+
 Two fixes to stock Jupyter Book 1 pages, so that the built book logs no console error (tests/test_html.py):
 
 * sphinx-thebe 0.3.1 registers its inline configuration script (``const THEBE_JS_URL = ...``) once per read pass,
@@ -26,6 +30,12 @@ def _default_mode(app, config) -> None:
     config.html_context.setdefault("default_mode", "auto")
 
 
+def _book_kernel(app, config) -> None:
+    kernel = os.environ.get("DLDNA_BOOK_KERNEL")
+    if kernel:
+        config.nb_kernel_rgx_aliases = {".*": kernel}
+
+
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts = context.get("script_files")
     if not scripts:
@@ -42,5 +52,6 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 def setup(app):
     app.connect("config-inited", _default_mode)
+    app.connect("config-inited", _book_kernel)
     app.connect("html-page-context", _dedupe_scripts, priority=900)   # after the themes have added theirs
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,5 +1,5 @@
-"""The student's install, checked statically (the dynamic check is ``make test-notebooks``, nbval in a kernel that
-has only what a notebook's install cell installs).
+"""The student's install, checked statically (the dynamic check is ``make test``: every notebook in a kernel at
+Colab's versions that has only what a notebook's install cell installs besides, ``scripts/student_kernel.py``).
 
 * every module that ``dldna_lite`` or a notebook imports is provided by a dependency that ``pyproject.toml``
   declares (stdlib excepted), and every declared dependency is imported somewhere;
