@@ -5,7 +5,8 @@ is a 51×51 filter-normalized plane on the 10,000 test images (big enough that s
 process uses ``cores // processes`` threads (the CLI's default), so on a 2-core machine it is 1 process × 2 threads
 against 2 processes × 1 thread; a third run, 1 process × 1 thread, shows what one core does alone. Prints the wall
 time of each command (including Python and torch start-up and, for torchrun, the rendezvous) and the scan time the
-CLI reports, the ratios, and checks that the three result files are identical. Usage: ``python
+CLI reports, the ratios, and checks that the three result files are identical. With CUDA the CLI's device "auto"
+puts every process on a GPU (two processes share one GPU over gloo on a 1-GPU machine). Usage: ``python
 benchmarks/scan_distributed.py [--grid 51] [--n 10000] [--nproc 2]``.
 """
 from __future__ import annotations
@@ -25,13 +26,18 @@ import torch
 import dldna_lite as dl
 from dldna_lite import distributed, landscape, models
 
+TIMEOUT = 1800      # seconds per command: a hung run fails the benchmark instead of blocking it
+
 
 def run(label: str, launcher: list[str], args: list[str]) -> tuple[float, float, Path]:
     """Run the CLI once; return (wall seconds of the command, scan seconds it printed, result file)."""
     out = Path(args[args.index("--out") + 1])
     start = time.perf_counter()
-    proc = subprocess.run([*launcher, "-m", "dldna_lite.landscape", *args], capture_output=True, text=True,
-                          env=dict(os.environ, DLDNA_PROGRESS="0"))
+    try:
+        proc = subprocess.run([*launcher, "-m", "dldna_lite.landscape", *args], capture_output=True, text=True,
+                              env=dict(os.environ, DLDNA_PROGRESS="0"), timeout=TIMEOUT)
+    except subprocess.TimeoutExpired as err:
+        sys.exit(f"{label} did not end within {TIMEOUT} s (a hang?):\n{err.stdout or ''}\n{err.stderr or ''}")
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{label} failed:\n{proc.stdout}\n{proc.stderr}")

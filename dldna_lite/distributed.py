@@ -5,24 +5,32 @@ built from (chapter 03); :func:`atomic_write` also keeps the data cache whole (:
 
 * :func:`setup` / :func:`teardown` -- a process group from the environment ``torchrun`` sets (``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), or no group at all for a
-  plain ``python`` process. Backend ``gloo`` on the CPU, ``nccl`` on CUDA with device ``cuda:LOCAL_RANK``.
+  plain ``python`` process. Backend ``gloo`` on the CPU; on CUDA device ``cuda:{LOCAL_RANK % GPUs}`` with ``nccl``,
+  or ``gloo`` when a node has more processes than GPUs (NCCL refuses two ranks on one GPU). Every collective and
+  the teardown end within a bounded time (``timeout``), so a lost rank is an error, never a hang.
 * :func:`threads_per_process` / :func:`reproducible_blas` / :func:`warm_up_serially` -- the intra-op thread count
   of each process (``cores // processes on this node``), the MKL setting that makes matrix products independent of
   it, and a first evaluation on one thread that keeps MKL's vector math from racing on its first call.
 * :func:`chunk_bounds` / :func:`assign_rounds` -- the work split. Points are cut into chunks of a fixed size that
   does *not* depend on the number of processes; each round gives every rank one whole chunk. A chunk is always
   evaluated as one batch, so a point's value does not depend on which rank computed it.
-* :func:`gather_chunks`, :func:`broadcast`, :func:`check_same` -- the collectives (rank 0 ends up with all values).
+* :func:`gather_chunks`, :func:`broadcast`, :func:`check_same` -- the collectives (rank 0 ends up with all values),
+  all built on one pickled all-gather whose work handles this process keeps until :func:`teardown`.
 * :class:`PartialResult` -- the resumable file: the chunks done so far plus a header describing the scan, rewritten
   atomically (temporary file, then ``os.replace``) after every round.
 """
 from __future__ import annotations
 
+import faulthandler
 import glob
 import json
+import math
 import os
+import pickle
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,6 +45,10 @@ __all__ = ["Context", "setup", "teardown", "threads_per_process", "reproducible_
 
 DEVICES = ("auto", "cpu", "cuda")
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+TIMEOUT = 600.0               # seconds a rank waits for the others in one collective (setup's default)
+TEARDOWN_TIMEOUT = 120.0      # seconds destroy_process_group may take before the process is ended (teardown)
+STALE_TMP = 3600.0            # a temporary of atomic_write unmodified this long (s) was left by a killed writer
+_IN_FLIGHT: list = []         # work handles of this process's collectives, released after teardown
 
 
 # ------------------------------------------------------------------------------------------------ process group
@@ -68,35 +80,66 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} must be an integer (torchrun sets it)") from None
 
 
-def setup(device: str = "auto") -> Context:
-    """Join the process group ``torchrun`` describes in the environment, or run alone when it describes none.
-
-    ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. Under CUDA each process uses
-    ``cuda:LOCAL_RANK`` and the backend is ``nccl``; on the CPU it is ``gloo``.
-    """
+def _device_and_backend(device: str, local_rank: int, local_world: int) -> tuple[torch.device, str]:
+    """The compute device and the backend of process ``local_rank`` of ``local_world`` on its node."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if not (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
+        return torch.device("cpu"), "gloo"
+    gpus = torch.cuda.device_count()
+    return torch.device(f"cuda:{local_rank % gpus}"), ("nccl" if local_world <= gpus else "gloo")
+
+
+def setup(device: str = "auto", timeout: float = TIMEOUT) -> Context:
+    """Join the process group ``torchrun`` describes in the environment, or run alone when it describes none.
+
+    ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. On the CPU the backend is ``gloo``.
+    Under CUDA process ``LOCAL_RANK`` computes on ``cuda:{LOCAL_RANK % torch.cuda.device_count()}``; the backend
+    is ``nccl`` when the node has at least one GPU per process, and ``gloo`` (collectives on CPU copies of the
+    few values exchanged per chunk) when processes share a GPU, e.g. 2 processes on a 1-GPU machine: NCCL refuses two ranks on
+    one device, while two processes may well compute on one GPU. ``timeout`` (seconds): the longest any
+    collective waits for the other ranks before it raises (``init_process_group(timeout=...)``); it must cover
+    the slowest rank's work between two collectives (one chunk of a scan, or loading the data).
+    """
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
     local_rank, local_world = _env_int("LOCAL_RANK", 0), _env_int("LOCAL_WORLD_SIZE", 1)
-    dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
-    if use_cuda:
+    dev, backend = _device_and_backend(device, local_rank, local_world)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
     launched = all(v in os.environ for v in _TORCHRUN_VARS)
     if not launched:
         return Context(device=dev)
-    backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world, device_id=dev if use_cuda else None)
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout),
+                                device_id=dev if backend == "nccl" else None)
     return Context(rank, world, local_rank, local_world, dev, backend)
 
 
-def teardown(ctx: Context) -> None:
-    """Leave the process group (no-op for a single process)."""
-    if ctx.backend is not None and dist.is_initialized():
+def teardown(ctx: Context, timeout: float = TEARDOWN_TIMEOUT) -> None:
+    """Leave the process group (no-op for a single process), then drop the collectives' work handles.
+
+    Why in this order: up to torch 2.7 the Python binding of a process group destroys it *holding the GIL*, and
+    gloo's destructor joins its worker threads; a worker that still owns the last reference to a finished
+    collective whose tensors were made in Python needs the GIL to free them, so the process deadlocked at exit
+    (seen with torch 2.5.1 in 2-process scans; upstream, pytorch/pytorch#154976 releases the GIL there). Every
+    collective here keeps its handle in this process until after ``destroy_process_group``, so a worker never
+    frees such tensors (they hold the exchanged bytes: about the size of the gathered results once more). As a
+    last resort a watchdog that needs no GIL (``faulthandler.dump_traceback_later``, which replaces any such timer
+    of the process) prints every thread's stack and ends the process with exit code 1 if the teardown takes
+    longer than ``timeout`` seconds.
+    """
+    if ctx.backend is None or not dist.is_initialized():
+        return
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
         dist.destroy_process_group()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        _IN_FLIGHT.clear()
 
 
 def threads_per_process(local_world_size: int, cores: int | None = None) -> int:
@@ -159,19 +202,29 @@ def assign_rounds(todo: Sequence[int], world_size: int, rank: int) -> list[int |
 # ------------------------------------------------------------------------------------------------- collectives
 def broadcast(ctx: Context, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (picklable objects)."""
-    if ctx.backend is None:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return _all_gather(ctx, obj if ctx.is_main else None)[0]
+
+
+def _wait(work) -> None:
+    """Wait for a collective and keep its handle (and so its tensors) alive until :func:`teardown`."""
+    work.wait()
+    _IN_FLIGHT.append(work)
 
 
 def _all_gather(ctx: Context, obj: Any) -> list:
+    """Every rank's picklable ``obj``, in rank order (``dist.all_gather_object``, with the handles kept)."""
     if ctx.backend is None:
         return [obj]
-    out: list = [None] * ctx.world_size
-    dist.all_gather_object(out, obj)
-    return out
+    dev = ctx.device if ctx.backend == "nccl" else torch.device("cpu")
+    data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(dev)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(ctx.world_size)]
+    _wait(dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=dev), async_op=True))
+    longest = max(int(size.item()) for size in sizes)
+    mine = torch.zeros(longest, dtype=torch.uint8, device=dev)
+    mine[:len(data)] = data
+    out = [torch.empty(longest, dtype=torch.uint8, device=dev) for _ in range(ctx.world_size)]
+    _wait(dist.all_gather(out, mine, async_op=True))
+    return [pickle.loads(t[:int(size.item())].cpu().numpy().tobytes()) for t, size in zip(out, sizes)]
 
 
 def check_same(ctx: Context, value: Any, what: str) -> None:
@@ -194,9 +247,11 @@ def gather_chunks(ctx: Context, chunk_id: int | None, loss: np.ndarray | None, a
 def atomic_write(path: str | os.PathLike, write: Callable) -> Path:
     """``write(f)`` into a temporary file next to ``path``, then ``os.replace`` it onto ``path``: readers (and a
     resumed run) see the old file or the new one, never half of one, even if the process is killed while
-    writing. The temporary name is unique (``<name>.<random>.tmp``), so two processes writing the same file at
-    once (two notebooks filling one data cache) never write into each other's temporary; it is removed if
-    ``write`` fails."""
+    writing. The temporary name is unique (``<name>.<16 hex digits>.tmp``), so two processes writing the same
+    file at once (two notebooks filling one data cache) never write into each other's temporary; it is removed if
+    ``write`` or the replace fails in any way (``KeyboardInterrupt`` included). Only a killed process (SIGKILL,
+    power loss) leaves one behind: after each successful write, temporaries of ``path`` that nobody has modified
+    for ``STALE_TMP`` seconds (an hour; a live writer keeps touching its own) are removed too."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:16]}.tmp")
     try:
@@ -205,10 +260,21 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)                 # gone after the replace; what a failed write left otherwise
+    _remove_stale_temporaries(path)
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``<path>.<16 hex digits>.tmp`` files unmodified for ``STALE_TMP`` seconds (left by killed writes)."""
+    now = time.time()
+    for tmp in path.parent.glob(glob.escape(path.name) + "." + "?" * 16 + ".tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP:
+                tmp.unlink()
+        except OSError:                             # removed meanwhile by another process, or not ours to remove
+            pass
 
 
 def atomic_savez(path: str | os.PathLike, **arrays) -> None:

@@ -18,6 +18,8 @@ from dldna_lite.landscape import cli as scan
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+# Every subprocess has a timeout (300 s: margin for a loaded 2-core machine), so a hang fails the test. Device
+# "auto": on a 1-GPU machine both ranks compute on cuda:0 and talk over gloo (distributed.setup).
 ARRAYS = ("loss", "acc", "xs", "ys", "coords", "seed", "model_hash", "direction_hash", "chunk", "header")
 
 
@@ -27,7 +29,7 @@ def _env():
     return env
 
 
-def _cli(args, launcher=(sys.executable,), timeout=240):
+def _cli(args, launcher=(sys.executable,), timeout=300):
     """Run ``python -m dldna_lite.landscape ARGS`` (or under ``launcher``), fail with its output if it fails."""
     proc = subprocess.run([*launcher, "-m", "dldna_lite.landscape", *map(str, args)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
@@ -113,7 +115,7 @@ def test_ranks_draw_the_same_directions_and_disagreement_is_caught(trained, tmp_
     script = tmp_path / "agree.py"
     script.write_text(_AGREE)
     proc = subprocess.run([*TORCHRUN, script, trained[1] / "mlp.pt"], cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=240)
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for rank in (0, 1):
         assert f"rank {rank} of 2: directions agree; caught: ranks disagree on the rank" in proc.stdout
@@ -129,7 +131,7 @@ def test_killed_scan_resumes_with_another_world_size_to_the_same_file(trained):
     _cli([*common, "--out", folder / "whole.npz"])
     out, partial = folder / "cut.npz", folder / "cut.npz.partial.npz"
     proc = subprocess.run([sys.executable, "-m", "dldna_lite.landscape", *map(str, common), "--out", out], cwd=ROOT,
-                          env={**_env(), scan.KILL_AFTER_ENV: "3"}, capture_output=True, text=True, timeout=240)
+                          env={**_env(), scan.KILL_AFTER_ENV: "3"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr)
     with np.load(partial) as z:
         assert int(z["done"].sum()) == 3 and len(z["done"]) == 11 and list(np.flatnonzero(z["done"])) == [0, 1, 2]
@@ -360,3 +362,27 @@ def test_help_describes_the_cli():
     for bad in ("[784, 10]", "{widths: 1}"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--checkpoint", "c.pt", "--out", "o.npz", "--model-kwargs", bad])
+
+
+@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--chunk", "0"), ("--chunk", "-3"), ("--threads", "two"),
+                                         ("--timeout", "0"), ("--timeout", "nan")])
+def test_cli_rejects_non_positive_sizes_naming_the_range(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        scan._parser().parse_args(["--checkpoint", "c.pt", "--out", "o.npz", flag, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {flag}: must be" in err
+    assert (">= 1" if flag != "--timeout" else "positive number of seconds") in err
+
+
+def test_cli_out_naming_a_folder_is_one_clear_error(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")           # main() sets it; keep it from leaking out
+    args = ["--checkpoint", str(trained[1] / "mlp.pt"), "--grid", "3", "--n-eval", "20", "--out", str(tmp_path),
+            "--threads", str(torch.get_num_threads())]
+    assert scan.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("error") == 1 and "Traceback" not in err
+    assert f"--out {tmp_path} is an existing folder; name the result file, e.g. {tmp_path / 'scan.npz'}" in err
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert scan.main([*args[:-4], "--out", str(tmp_path / "file" / "scan.npz"), *args[-2:]]) == 2
+    assert "python -m dldna_lite.landscape: error:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]

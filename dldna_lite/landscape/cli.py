@@ -30,6 +30,9 @@ How the numbers stay the same whatever the number of processes:
   another device type) refuses to reuse the file unless ``--restart`` is given. Test hook: with
   ``DLDNA_SCAN_KILL_AFTER_CHUNKS=k`` in the environment, rank 0 sends itself ``SIGKILL`` as soon as the partial file
   holds ``k`` chunks computed by this run, which is what a kill at that moment would leave.
+* **Bounded time**: a rank waits at most ``--timeout`` seconds for the others in any exchange, and leaving the
+  process group is watched too (:func:`distributed.teardown`), so a lost rank ends the scan with an error
+  instead of a hang.
 
 Checkpoints (:mod:`dldna_lite.landscape.checkpoints`): :func:`save_checkpoint` writes
 ``{"format", "model", "kwargs", "state_dict"}``, which
@@ -198,10 +201,12 @@ def _open_partial(ctx, out: Path, header: dict, n_points: int, chunk: int, resta
     part, status = None, None
     if ctx.is_main:
         try:
+            if out.is_dir():
+                raise ValueError(f"--out {out} is an existing folder; name the result file, e.g. {out / 'scan.npz'}")
             out.parent.mkdir(parents=True, exist_ok=True)
             part = distributed.PartialResult.open(Path(f"{out}.partial.npz"), header, n_points, chunk, restart)
             status = ("todo", part.todo())
-        except ValueError as err:
+        except (ValueError, OSError) as err:        # OSError: e.g. a parent of --out that is a file, no permission
             status = ("error", str(err))
     status = distributed.broadcast(ctx, status)
     if status[0] == "error":
@@ -232,6 +237,26 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dldna_lite.landscape",
@@ -255,12 +280,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=NORMS, default="filter", help="direction normalization")
     p.add_argument("--n-eval", type=int, default=1000, help="images evaluated per point (default 1000)")
     p.add_argument("--split", choices=SPLITS, default="test", help="Fashion-MNIST split (default test)")
-    p.add_argument("--chunk", type=int, default=None,
-                   help="points per work unit (default: one grid row in 2D, the engine's batch in 1D); "
+    p.add_argument("--chunk", type=_positive_int, default=None,
+                   help="points per work unit, >= 1 (default: one grid row in 2D, the engine's batch in 1D); "
                         "part of the scan's definition, independent of the number of processes")
     p.add_argument("--device", choices=distributed.DEVICES, default="auto", help="default: CUDA when available")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads per process (default: cores // processes on this node)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="intra-op threads per process, >= 1 (default: cores // processes on this node)")
+    p.add_argument("--timeout", type=_seconds, default=distributed.TIMEOUT, metavar="SECONDS",
+                   help="longest wait of a rank for the others in one exchange, after which the scan fails "
+                        f"instead of hanging (default {distributed.TIMEOUT:.0f})")
     p.add_argument("--restart", action="store_true", help="discard partial results of a different scan")
     return p
 
@@ -271,10 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ctx = None
     try:
-        ctx = distributed.setup(args.device)
+        ctx = distributed.setup(args.device, timeout=args.timeout)
         threads = args.threads or distributed.threads_per_process(ctx.local_world_size)
-        if threads < 1:
-            raise ValueError(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)
         result = run_scan(args.checkpoint, args.out, model=args.model, model_kwargs=args.model_kwargs,
                           dims=args.dims, grid=args.grid, range_=args.range, seed=args.seed, norm=args.norm,
