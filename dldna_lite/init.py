@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data import positive_int
+
 METHODS = ("naive", "lecun", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform",
            "orthogonal", "scaled_orthogonal", "l_momentum")
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -176,6 +178,7 @@ def initialize(model: nn.Module, method: str, generator: torch.Generator | None 
 
     Keywords: ``a`` (leaky/PReLU slope for the Kaiming rules, default 0), ``std`` (``naive``), ``gain``
     (``xavier_*``, ``orthogonal``), ``momentum``, ``scale_by_fan``, ``directions`` (``l_momentum``).
+    ``ValueError`` when ``model`` holds no such layer (an activation, a LayerNorm): nothing would change.
     """
     if method not in METHODS:
         raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(METHODS)}")
@@ -183,6 +186,10 @@ def initialize(model: nn.Module, method: str, generator: torch.Generator | None 
     if unknown:
         raise ValueError(f"unknown keyword(s) {sorted(unknown)}; choose from a, std, gain, momentum, "
                          "scale_by_fan, directions")
+    if not weight_layers(model):
+        raise ValueError(f"initialize found no nn.Linear/nn.Conv layer in {type(model).__name__} (it has "
+                         f"{sum(p.numel() for p in model.parameters())} parameters): nothing to initialize; pass the "
+                         "model that holds the layers (e.g. the whole nn.Sequential, not an activation)")
     for _, layer in weight_layers(model):
         init_weight_(layer.weight, method, generator=generator, **kw)
         if layer.bias is not None:
@@ -270,7 +277,7 @@ def propagation_stats(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
 # --------------------------------------------------------------------------------------------- the comparison
 def steps_to_target(losses: Sequence[float], target: float, window: int = 20) -> int | None:
     """First (1-based) step at which the moving average of the last ``window`` step losses is ``<= target``."""
-    t = torch.as_tensor(list(losses), dtype=torch.float64)
+    t, window = torch.as_tensor(list(losses), dtype=torch.float64), positive_int("window", window)
     if len(t) < window:
         return None
     avg = t.unfold(0, window, 1).mean(1)

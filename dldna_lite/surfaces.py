@@ -14,6 +14,7 @@ non-finite or left ``|x|, |y| < blowup`` (the path stops before it), ``None`` wh
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from . import optim
+from .data import positive_int
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Surface:
 
     def grid(self, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(X, Y, Z)`` on an ``n x n`` grid over the window, for contour plots."""
+        if positive_int("n", n) < 2:
+            raise ValueError(f"invalid n: {n!r} (a grid needs at least 2 points per side, e.g. n=120)")
         X, Y = np.meshgrid(np.linspace(*self.xlim, n), np.linspace(*self.ylim, n))
         return X, Y, self.f(X, Y)
 
@@ -82,8 +86,13 @@ def optimizer_path(f: Callable, make_optimizer: Callable, start: Sequence[float]
     """Minimise ``f(x, y)`` from ``start`` for ``steps`` steps with ``make_optimizer([xy])`` (float64).
 
     Returns ``(path [k + 1, 2], diverged_at)`` as described in the module docstring. ``zero_grad=False`` lets the
-    gradients accumulate (the classic bug; the optimizer exercise uses it to recognise that answer).
+    gradients accumulate (the classic bug; the optimizer exercise uses it to recognise that answer). ``steps`` is an
+    int >= 0 (0: the start alone) and ``blowup`` a number > 0; anything else is a ``ValueError``.
     """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"invalid steps: {steps!r} (expected an int >= 0, e.g. steps=200)")
+    if not blowup > 0:                                  # NaN fails too
+        raise ValueError(f"invalid blowup: {blowup!r} (expected a number > 0, e.g. blowup=1e6, or math.inf)")
     xy = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = make_optimizer([xy])
     path = [xy.detach().numpy().copy()]

@@ -33,7 +33,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data import check_data, positive_int
 from ..landscape.flat import flatten, split, trainable
+from ..optim.base import Interval, check_number
 from ..train import on_device_of
 from . import krylov
 from .krylov import lanczos
@@ -50,7 +52,7 @@ class HessianOperator:
     """
 
     def __init__(self, model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy):
-        X, y = on_device_of(model, data)
+        X, y = on_device_of(model, check_data(data))
         self.model, self.params = model, [p for _, p in trainable(model)]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -155,9 +157,8 @@ def hessian_trace(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
     """Hutchinson's estimate :math:`\\operatorname{tr} H \\approx \\frac1n \\sum_{i=1}^n v_i^\\top H v_i` with
     Rademacher :math:`v_i \\in \\{\\pm 1\\}^P` (unbiased; variance :math:`2\\sum_{i \\ne j} H_{ij}^2 / n`).
 
-    Products are computed ``batch`` at a time (batched double backward)."""
-    if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    Products are computed ``batch`` at a time (batched double backward): a positive int, as ``n_samples``."""
+    n_samples, batch = positive_int("n_samples", n_samples), positive_int("batch", batch)
     total = 0.0
     with HessianOperator(model, data, loss_fn=loss_fn) as H:
         done = 0
@@ -175,8 +176,7 @@ def density_on_grid(nodes, weights, grid, sigma: float) -> np.ndarray:
     nodes = np.atleast_2d(np.asarray(nodes, dtype=float))
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     grid = np.asarray(grid, dtype=float)
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma!r}")
+    check_number("sigma", sigma, Interval(0.0, low_open=True), 0.01)
     kernel = np.exp(-0.5 * ((grid[:, None, None] - nodes[None]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     return (kernel * weights[None]).sum(axis=(1, 2)) / len(nodes)
 
@@ -191,8 +191,10 @@ def eigen_density(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
     1% of the spread). ``density`` integrates to ~1. Unlike PyHessian 0.1's ``density()`` (which calls the removed
     ``torch.eig``), the tridiagonal matrix is diagonalised with ``torch.linalg.eigh``.
     """
-    if n_iter < 1 or n_runs < 1:
-        raise ValueError(f"n_iter and n_runs must be >= 1, got {n_iter!r}, {n_runs!r}")
+    n_iter, n_runs = positive_int("n_iter", n_iter), positive_int("n_runs", n_runs)
+    grid_size = positive_int("grid_size", grid_size)
+    if sigma is not None:
+        check_number("sigma", sigma, Interval(0.0, low_open=True), 0.01)
     runs = []
     with HessianOperator(model, data, loss_fn=loss_fn) as H:
         m = min(n_iter, H.size)
@@ -220,7 +222,7 @@ def exact_hessian(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
     ``torch.autograd.functional.hessian`` independently of the Hessian-vector products above; tests and exercise
     checkers compare the matrix-free estimates with it.
     """
-    X, y = on_device_of(model, data)
+    X, y = on_device_of(model, check_data(data))
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from ..data import positive_int
+
 __all__ = ["lanczos_top", "power_top", "lanczos"]
 
 
@@ -189,6 +191,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, n_
     :math:`\\sum_j w_j f(\\theta_j) \\approx \\hat v_0^\\top f(H) \\hat v_0`, exactly for polynomials of degree
     :math:`< 2m`. Stops early (``m < n_iter``) when the Krylov space is exhausted.
     """
+    n_iter = positive_int("n_iter", n_iter)
     v = v0 / v0.norm()
     basis, alphas, betas = [v], [], []
     for j in range(n_iter):

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import hessian
+from ..data import check_data
 from ..train import on_device_of
 from .flat import unflatten
 
@@ -104,8 +105,8 @@ def hessian_directions(model: nn.Module, data, *, loss_fn: Callable = F.cross_en
     """The ``k`` Hessian eigenvectors of largest ``|λ|`` (unit norm, descending) as directions over all
     ``model.parameters()`` (zeros for frozen ones); :func:`dldna_lite.hessian.top_eigenvalues` gives the values.
     Computed on the model's device (``data`` moved there); the random start vectors come from the CPU ``generator``."""
-    _, vectors = hessian.top_eigenvalues(model, on_device_of(model, data), loss_fn=loss_fn, k=k, max_iter=max_iter, tol=tol,
-                                         generator=generator)
+    _, vectors = hessian.top_eigenvalues(model, on_device_of(model, check_data(data)), loss_fn=loss_fn, k=k,
+                                         max_iter=max_iter, tol=tol, generator=generator)
     dirs = []
     for vec in vectors:
         parts = iter(vec)
@@ -116,7 +117,7 @@ def hessian_directions(model: nn.Module, data, *, loss_fn: Callable = F.cross_en
 def rescale_layers(model: nn.Module, first: nn.Linear, second: nn.Linear, c: float) -> nn.Module:
     """A copy of ``model`` with ``first``'s weight and bias multiplied by ``c > 0`` and ``second``'s weight by
     ``1/c``: for a ReLU between them (positively homogeneous) the function is unchanged."""
-    if c <= 0:
+    if not 0 < c < float("inf"):                       # NaN fails too
         raise ValueError(f"c must be positive (ReLU(cz) = c ReLU(z) only for c > 0), got {c!r}")
     index = {id(m): name for name, m in model.named_modules()}
     if id(first) not in index or id(second) not in index:

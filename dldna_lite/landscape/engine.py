@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..data import check_data
 from ..train import on_device_of, progress_enabled
 from .directions import check_direction
 from .kernels import ELEMENTWISE, activate_, cross_entropy_
@@ -85,7 +86,7 @@ class _Evaluator:
         self.params = list(self.work.parameters())
         self.origin = [p.detach().clone() for p in self.params]
         self.dirs, self.loss_fn = dirs, loss_fn
-        self.X, self.y = on_device_of(model, data)
+        self.X, self.y = on_device_of(model, check_data(data))
         self.budget = budget
         self.fast = self.layers = None
         seq = _sequential(self.work) if fast else None
@@ -275,9 +276,19 @@ def evaluate_points(model: nn.Module, data, dirs, coords, *, loss_fn: Callable =
     """Loss and accuracy ``[G]`` at the points ``θ* + Σ_c coords[:, c] dirs[c]`` for ``coords [G, len(dirs)]``
     (one-shot :func:`point_evaluator`; ``model`` is unchanged)."""
     coords = np.asarray(coords, dtype=float)
-    if coords.ndim != 2 or coords.shape[1] != len(dirs):
-        raise ValueError(f"coords must have shape [G, {len(dirs)}] (one column per direction), got {coords.shape}")
+    if coords.ndim != 2 or coords.shape[1] != len(dirs) or len(coords) == 0:
+        raise ValueError(f"coords must have shape [G, {len(dirs)}] (one column per direction, G >= 1), got "
+                         f"{coords.shape}")
     return point_evaluator(model, data, dirs, loss_fn=loss_fn, fast=fast).batch(coords)
+
+
+def _grid(values, name: str) -> np.ndarray:
+    """``values`` as a float array ``[A]``; ``ValueError`` unless a non-empty 1-D sequence of finite numbers."""
+    grid = np.asarray(values, dtype=float)
+    if grid.ndim != 1 or len(grid) == 0 or not np.isfinite(grid).all():
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of finite numbers, got shape {grid.shape}; "
+                         f"pass e.g. {name}=np.linspace(-1, 1, 21)")
+    return grid
 
 
 def _progress(total: int, desc: str, progress: bool | None):
@@ -290,7 +301,7 @@ def scan_1d(model: nn.Module, data, direction, alphas, *, loss_fn: Callable = F.
 
     Returns ``dict(alpha=[A], loss=[A], acc=[A])`` (numpy). ``model`` is unchanged."""
     d = check_direction(model, direction, "direction")
-    alphas = np.asarray(alphas, dtype=float)
+    alphas = _grid(alphas, "alphas")
     ev = _Evaluator(model, data, [d], loss_fn, fast=fast)
     with _progress(1, "scan 1d", progress) as bar:
         loss, acc = ev.batch(alphas[:, None])
@@ -305,7 +316,7 @@ def scan_2d(model: nn.Module, data, d1, d2, xs, ys, *, loss_fn: Callable = F.cro
     Returns ``dict(xs=[X], ys=[Y], loss=[Y, X], acc=[Y, X])`` (numpy; row ``i`` is ``ys[i]``, as ``contour``
     expects). ``model`` is unchanged."""
     dirs = [check_direction(model, d1, "d1"), check_direction(model, d2, "d2")]
-    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    xs, ys = _grid(xs, "xs"), _grid(ys, "ys")
     ev = _Evaluator(model, data, dirs, loss_fn, fast=fast)
     loss, acc = np.zeros((len(ys), len(xs))), np.zeros((len(ys), len(xs)))
     with _progress(len(ys), "scan 2d", progress) as bar:
@@ -324,15 +335,14 @@ def interpolate(model_a: nn.Module, data, model_b: nn.Module, alphas, *, loss_fn
     pa, pb = list(model_a.parameters()), list(model_b.parameters())
     if len(pa) != len(pb) or any(a.shape != b.shape for a, b in zip(pa, pb)):
         raise ValueError("model_a and model_b must have the same architecture")
-    direction = [b.detach() - a.detach() for a, b in zip(pa, pb)]
+    direction, alphas = [b.detach() - a.detach() for a, b in zip(pa, pb)], _grid(alphas, "alphas")
     bufs_a = [b for b in model_a.buffers() if b.is_floating_point()]
     bufs_b = [b for b in model_b.buffers() if b.is_floating_point()]
     if not bufs_a:
         return scan_1d(model_a, data, direction, alphas, loss_fn=loss_fn, progress=progress)
     work = copy.deepcopy(model_a).eval()
     wp, wb = list(work.parameters()), [b for b in work.buffers() if b.is_floating_point()]
-    X, y = on_device_of(work, data)
-    alphas = np.asarray(alphas, dtype=float)
+    X, y = on_device_of(work, check_data(data))
     loss, acc = np.zeros(len(alphas)), np.zeros(len(alphas))
     with torch.no_grad():
         for i, a in enumerate(alphas):
@@ -350,7 +360,8 @@ def nonconvex_fraction(scan: dict) -> float:
     A cheap stand-in for Li et al.'s map of :math:`|\\lambda_{\\min}/\\lambda_{\\max}|`.
 
     Points whose 3x3 neighbourhood holds a non-finite loss (a region where the network overflowed) have no
-    curvature and are left out: the share is over the other interior points. ``ValueError`` when none is left."""
+    curvature and are left out: the share is over the other interior points. ``ValueError`` when none is left,
+    and when ``xs`` or ``ys`` is not evenly spaced (the finite differences assume one step; use ``np.linspace``)."""
     Z = np.asarray(scan["loss"], dtype=float)
     xs, ys = np.asarray(scan["xs"], dtype=float), np.asarray(scan["ys"], dtype=float)
     if Z.shape != (len(ys), len(xs)) or min(Z.shape) < 3:
@@ -364,6 +375,10 @@ def nonconvex_fraction(scan: dict) -> float:
         raise ValueError("no interior grid point has a finite loss at all 9 points around it: the curvature of "
                          "this slice is nowhere defined (did the scan leave the region where the loss is finite?)")
     Z = np.where(finite, Z, 0.0)                                          # the masked points are not used
+    for name, grid in (("xs", xs), ("ys", ys)):
+        if not (np.diff(grid)[0] != 0 and np.allclose(np.diff(grid), np.diff(grid)[0], rtol=1e-6, atol=0)):
+            raise ValueError(f"scan[{name!r}] must be evenly spaced (the finite differences use one step), got "
+                             f"steps from {np.diff(grid).min():g} to {np.diff(grid).max():g}; scan on np.linspace")
     hx, hy = np.diff(xs).mean(), np.diff(ys).mean()
     zxx = (Z[1:-1, 2:] - 2 * Z[1:-1, 1:-1] + Z[1:-1, :-2]) / hx ** 2
     zyy = (Z[2:, 1:-1] - 2 * Z[1:-1, 1:-1] + Z[:-2, 1:-1]) / hy ** 2

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, check_range
+from .base import Optimizer, check_hyperparameters
 
 
 class Adafactor(Optimizer):
@@ -19,16 +19,8 @@ class Adafactor(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8, eps=(None, 1e-3), d: float = 1.0,
                  weight_decay: float = 0.0, *, maximize: bool = False):
-        check_range("learning rate", lr)
-        if not beta2_decay <= 0:
-            raise ValueError(f"invalid beta2_decay: {beta2_decay} (expected <= 0)")
-        if eps[0] is not None:
-            check_range("epsilon1 value", eps[0])
-        check_range("epsilon2 value", eps[1])
-        check_range("clipping threshold d", d, 1.0, allow_inf=True)
-        check_range("weight_decay value", weight_decay)
-        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d,
-                                      weight_decay=weight_decay, maximize=maximize))
+        super().__init__(params, check_hyperparameters(lr=lr, beta2_decay=beta2_decay, eps_pair=eps, d=d,
+                                                       weight_decay=weight_decay, maximize=maximize))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .base import Optimizer, check_betas, check_range
+from .base import Optimizer, check_hyperparameters
 
 
 class Adagrad(Optimizer):
@@ -17,13 +17,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False):
-        check_range("learning rate", lr)
-        check_range("lr_decay", lr_decay)
-        check_range("weight_decay value", weight_decay)
-        check_range("initial_accumulator_value", initial_accumulator_value)
-        check_range("epsilon value", eps)
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+        super().__init__(params, check_hyperparameters(
+            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+            initial_accumulator_value=initial_accumulator_value, maximize=maximize))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -54,13 +50,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, *, maximize: bool = False):
-        check_range("learning rate", lr)
-        check_range("alpha value", alpha)
-        check_range("epsilon value", eps)
-        check_range("weight_decay value", weight_decay)
-        check_range("momentum value", momentum)
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered, maximize=maximize))
+        super().__init__(params, check_hyperparameters(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                                       momentum=momentum, centered=centered, maximize=maximize))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -106,12 +97,8 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  amsgrad: bool = False, *, maximize: bool = False):
-        check_range("learning rate", lr)
-        check_range("epsilon value", eps)
-        check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
+        super().__init__(params, check_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                                       amsgrad=amsgrad, maximize=maximize))
 
     @torch.no_grad()
     def step(self, closure=None):

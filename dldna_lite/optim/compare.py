@@ -34,6 +34,8 @@ def lr_grid(label: str, n: int = 5) -> tuple[float, ...]:
     """The ``n`` (1, 3 or 5) central learning rates of :data:`LR_GRIDS` for ``label``."""
     if n not in (1, 3, 5):
         raise ValueError(f"n must be 1, 3 or 5, got {n!r}")
+    if label not in LR_GRIDS:
+        raise ValueError(f"unknown optimizer label {label!r}; choose one of {', '.join(LR_GRIDS)}")
     grid = LR_GRIDS[label]
     return grid[(5 - n) // 2:(5 + n) // 2]
 
@@ -81,6 +83,8 @@ def lr_sweep(label: str, lrs: Sequence[float], model_fn, train_data, val_data, e
              seed: int = 0) -> dict:
     """Run every learning rate in ``lrs``; return ``{"runs": {lr: run}, "best_lr": lr with the best validation
     accuracy}`` (validation data, not the test set, picks the rate). ``best_lr`` is ``None`` if all diverged."""
+    if len(lrs) == 0:
+        raise ValueError(f"lrs is empty: pass at least one learning rate, e.g. lrs=lr_grid({label!r})")
     runs = {lr: run(label, lr, model_fn, train_data, val_data, epochs, batch_size, seed) for lr in lrs}
     finished = {lr: r["test_acc"] for lr, r in runs.items() if r["test_acc"] is not None}
     return dict(runs=runs, best_lr=max(finished, key=finished.get) if finished else None)

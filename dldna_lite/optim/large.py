@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..config import device as default_device
-from ..data import cache_dir, load_fashion_mnist
+from ..data import cache_dir, load_fashion_mnist, positive_int
 
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
@@ -67,8 +67,9 @@ def _cifar_root() -> Path | None:
 
 
 def load_cifar100(split: str, limit: int | None = None, download: bool = False):
-    """CIFAR-100 as standardised tensors ``([N, 3, 32, 32], [N])``, or ``None`` when it is not available."""
-    root = _cifar_root()
+    """CIFAR-100 as standardised tensors ``([N, 3, 32, 32], [N])``, or ``None`` when it is not available.
+    ``limit`` (a positive int, or ``None`` for all) keeps the first ``limit`` images."""
+    limit, root = positive_int("limit", limit, allow_none=True), _cifar_root()
     if root is None and not download:
         return None
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, check_betas, check_range
+from .base import Optimizer, check_hyperparameters
 
 
 class Lion(Optimizer):
@@ -17,10 +17,8 @@ class Lion(Optimizer):
 
     def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, *,
                  maximize: bool = False):
-        check_range("learning rate", lr)
-        check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize))
+        super().__init__(params, check_hyperparameters(lr=lr, betas=betas, weight_decay=weight_decay,
+                                                       maximize=maximize))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, check_range
+from .base import Optimizer, check_hyperparameters
 
 
 class SGD(Optimizer):
@@ -20,13 +20,12 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
-        check_range("learning rate", lr)
-        check_range("momentum value", momentum)
-        check_range("weight_decay value", weight_decay)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize))
+        defaults = check_hyperparameters(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                         nesterov=nesterov, maximize=maximize)
+        if nesterov and (defaults["momentum"] == 0 or defaults["dampening"] != 0):
+            raise ValueError(f"invalid nesterov=True with momentum={momentum!r}, dampening={dampening!r}: Nesterov "
+                             "momentum needs momentum > 0 and dampening=0 (e.g. momentum=0.9, dampening=0)")
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Optimizer, check_betas, check_range
+from ..data import positive_int
+from .base import Optimizer, check_hyperparameters
 
 
 class Sophia(Optimizer):
@@ -28,16 +29,10 @@ class Sophia(Optimizer):
     def __init__(self, params, lr: float = 1e-4, betas=(0.965, 0.99), rho: float = 0.04, weight_decay: float = 1e-1,
                  eps: float = 1e-15, update_period: int = 10, estimator: Callable[[], Sequence[torch.Tensor]] | None = None,
                  *, maximize: bool = False):
-        check_range("learning rate", lr)
-        check_betas(betas)
-        check_range("rho", rho)
-        check_range("weight_decay value", weight_decay)
-        check_range("epsilon value", eps)
-        if not isinstance(update_period, int) or update_period < 1:
-            raise ValueError(f"invalid update_period: {update_period!r} (expected an int >= 1)")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), rho=rho, weight_decay=weight_decay, eps=eps,
-                                      maximize=maximize))
-        self.update_period, self.estimator = update_period, estimator
+        defaults = check_hyperparameters(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps,
+                                         maximize=maximize)
+        super().__init__(params, defaults)
+        self.update_period, self.estimator = positive_int("update_period", update_period), estimator
         for group in self.param_groups:
             group.setdefault("step", 0)
 
@@ -83,7 +78,7 @@ def hutchinson_diagonal(loss: torch.Tensor, params: Sequence[torch.Tensor], gene
     its device. The signs ``u`` are drawn on the CPU (``generator`` is a CPU generator) and copied to each parameter's
     device, so a seed gives the same estimate on every device.
     """
-    params = list(params)
+    n_samples, params = positive_int("n_samples", n_samples), list(params)
     grads = torch.autograd.grad(loss, params, create_graph=True)
     total = [torch.zeros_like(p) for p in params]
     for k in range(n_samples):
