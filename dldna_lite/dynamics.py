@@ -211,6 +211,15 @@ def sharpness(model: nn.Module, data, *, loss_fn: Callable = half_mse, max_iter:
     return values[0], vectors[0]
 
 
+def _read_losses(losses: list[float], pending: list[torch.Tensor]) -> int | None:
+    """The one host read of the losses waiting on the device: appended to ``losses``; the 1-based step of the first
+    non-finite one (counting all of ``losses``), or ``None``."""
+    start = len(losses)
+    if pending:
+        losses += torch.stack([t.reshape(()) for t in pending]).double().tolist()
+    return next((start + i + 1 for i, v in enumerate(losses[start:]) if not math.isfinite(v)), None)
+
+
 def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: int = 50, power_iters: int = 10,
                       loss_fn: Callable = half_mse, seed: int = 0, progress: bool | None = None) -> dict:
     """Full-batch gradient descent :math:`\\theta \\leftarrow \\theta - \\eta \\nabla L(\\theta)` for ``steps``
@@ -222,21 +231,27 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
     time)`` with numpy arrays; a non-finite loss stops the run (``diverged_at`` = its 1-based step, else ``None``).
     A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``). Runs on the
     model's device (``data`` is moved there once; the model is not moved).
+
+    Host reads: the losses stay on the device and are read back once per sharpness measurement (and at the end),
+    so a non-finite loss at step k is noticed at the next measurement (at most ``every`` steps later): ``loss``
+    ends before step k and ``diverged_at`` = k, as an immediate stop would give, and no sharpness is measured at or
+    after step k; the model itself went on to that point (its parameters may be non-finite).
     """
     if not (np.isfinite(lr) and lr > 0) or steps < 1 or every < 1:
         raise ValueError(f"need a finite lr > 0, steps >= 1 and every >= 1, got {lr!r}, {steps!r}, {every!r}")
     data = on_device_of(model, data)
     X, Y = data
     params = [p for p in model.parameters() if p.requires_grad]
-    losses, sharp_step, sharp, vec, diverged_at = [], [], [], None, None
+    losses, pending, sharp_step, sharp, vec, diverged_at = [], [], [], [], None, None
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"gradient descent, lr {lr:.3g}", leave=False, disable=not progress_enabled(progress))
     for t in bar:
         loss = loss_fn(model(X), Y)
-        if not torch.isfinite(loss):
-            diverged_at = t + 1
-            break
+        pending.append(loss.detach())
         if t % every == 0:                  # at the same parameters as the loss; never at a non-finite loss
+            diverged_at, pending = _read_losses(losses, pending), []
+            if diverged_at is not None:
+                break
             value, vec = sharpness(model, data, loss_fn=loss_fn, max_iter=power_iters, tol=1e-12, init=vec,
                                    seed=seed)
             sharp_step.append(t)
@@ -244,9 +259,11 @@ def gd_with_sharpness(model: nn.Module, data, lr: float, steps: int, *, every: i
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             torch._foreach_add_(params, grads, alpha=-lr)
-        losses.append(loss.item())
     bar.close()
-    return dict(lr=lr, loss=np.array(losses), sharp_step=np.array(sharp_step), sharpness=np.array(sharp),
+    if diverged_at is None:
+        diverged_at = _read_losses(losses, pending)
+    return dict(lr=lr, loss=np.array(losses[:diverged_at - 1] if diverged_at else losses),
+                sharp_step=np.array(sharp_step), sharpness=np.array(sharp),
                 diverged_at=diverged_at, time=time.perf_counter() - start)
 
 

@@ -54,31 +54,51 @@ def eval_schedule(steps: int, n_log: int = 60, every: int = 50) -> np.ndarray:
 
 
 @torch.no_grad()
-def _loss_acc(model, data) -> tuple[float, float]:
+def _loss_acc(model, data) -> list[torch.Tensor]:
+    """``[loss, accuracy]`` of ``model`` on ``data``, as 0-d tensors on the device (read back with the rest)."""
     X, y = data
     logits = model(X)
-    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+    return [F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean()]
 
 
-def _weight_norm(model) -> float:
-    return torch.sqrt(sum(q.detach().pow(2).sum() for q in model.parameters())).item()
+def _weight_norm(model) -> torch.Tensor:
+    return torch.sqrt(sum(q.detach().pow(2).sum() for q in model.parameters()))
+
+
+def _read(pending: list, evaluated: list) -> tuple[int | None, list[float]]:
+    """The one host read at an evaluation: ``(index of the first non-finite loss in pending or None, evaluated)``."""
+    values = torch.stack([t.double().reshape(()) for t in pending + evaluated]).tolist()
+    bad = next((i for i, v in enumerate(values[:len(pending)]) if not math.isfinite(v)), None)
+    return bad, values[len(pending):]
 
 
 def _full_batch_steps(model, opt, train_data, val_data, todo: set, stop_at, bar) -> tuple[list, int | None, int]:
-    """The training loop of :func:`train_grokking`: ``(rows, diverged_at, last step)``."""
-    rows, step = [], 0
+    """The training loop of :func:`train_grokking`: ``(rows, diverged_at, last step)``.
+
+    No host read between evaluations: the losses wait on the device, and each evaluation reads them back with its
+    own numbers, once. A non-finite loss at step k is seen there; the rows stop before it, ``diverged_at = k``."""
+    rows, pending, step = [], [], 0
     for step in bar:
         loss = F.cross_entropy(model(train_data[0]), train_data[1])
-        if not torch.isfinite(loss):
-            return rows, step, step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        pending.append(loss.detach())
         if step in todo:
-            rows.append((step, *_loss_acc(model, train_data), *_loss_acc(model, val_data), _weight_norm(model)))
+            evaluated = [*_loss_acc(model, train_data), *_loss_acc(model, val_data), _weight_norm(model)]
+            bad, values = _read(pending, evaluated)
+            if bad is not None:
+                diverged_at = step - len(pending) + bad + 1
+                return rows, diverged_at, diverged_at
+            pending = []
+            rows.append((step, *values))
             if stop_at is not None and rows[-1][4] >= stop_at:
                 break
-    return rows, None, step
+    bad = _read(pending, [])[0] if pending else None     # steps after the last evaluation (none from train_grokking)
+    if bad is None:
+        return rows, None, step
+    diverged_at = step - len(pending) + bad + 1
+    return rows, diverged_at, diverged_at
 
 
 MODELS = {"mlp": ModularMLP, "transformer": ModularTransformer}
@@ -91,7 +111,10 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
     """Full-batch AdamW on :func:`modular_addition` with a ``model`` from :data:`MODELS`
     (:class:`dldna_lite.models.ModularMLP` or :class:`~dldna_lite.models.ModularTransformer`, built with
     ``num_classes=p`` and ``model_options``), evaluated on :func:`eval_schedule`; ``seed`` draws the split and the
-    initial weights (on the CPU), which then go to ``device`` (default: the CPU), where the run computes.
+    initial weights (on the CPU), which then go to ``device`` (default: the CPU), where the run computes. It runs on
+    one thread with flush-denormal on (then restores the thread count and turns flush-denormal off), so on the CPU
+    its numbers depend only on the seed, the CPU and the torch build; the same loop at another thread count agrees
+    to a tolerance only (:func:`~dldna_lite.config.seed_everything`).
 
     A live notebook shows a ``tqdm`` bar over the steps (``progress``, default ``$DLDNA_PROGRESS``; off in the book
     build and the tests).
@@ -101,6 +124,10 @@ def train_grokking(p: int, train_fraction: float, steps: int, *, lr: float = 1e-
     Returns ``dict(step, train_loss, train_acc, val_loss, val_acc, weight_norm)`` (numpy arrays, one entry per
     evaluation; ``weight_norm`` is ‖θ‖₂ over all parameters),
     ``time`` (s), ``steps_run``, ``diverged_at`` (step or ``None``) and the ``config``.
+
+    The loop reads nothing back to the host between evaluations (one read per evaluation), so a non-finite loss at
+    step k is noticed at the next evaluation: the run stops there, the rows end before step k and ``diverged_at`` =
+    ``steps_run`` = k, as if it had stopped at once (the model itself went on to that evaluation).
     """
     from .config import seed_everything
 

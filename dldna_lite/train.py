@@ -8,11 +8,14 @@
   ``param_change`` (‖θ_{t+1} − θ_t‖₂), ``weight_norm`` (‖θ_{t+1}‖₂) and ``lr``.
 
 A non-finite loss stops training; ``history.diverged_at`` holds the (1-based) step and ``history.status`` reads
-``"diverged at step k"``, so tables say that instead of showing NaN.
+``"diverged at step k"``, so tables say that instead of showing NaN. The per-step numbers stay on the model's device
+during an epoch and are read back once at its end (no host synchronisation per step), so the stop comes at the end
+of the epoch in which the loss became non-finite; the history is the same as if it had stopped at once.
 """
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -69,28 +72,35 @@ class History:
         return "n/a" if value is None else fmt.format(value)
 
 
-def _correct(logits: torch.Tensor, y: torch.Tensor) -> int | None:
-    """How many rows' arg-max matches ``y`` (class indices ``[N]`` or one-hot ``[N, C]``); ``None`` otherwise."""
+def _hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Per-row arg-max matches of ``logits`` against ``y`` (class indices ``[N]`` or one-hot ``[N, C]``), as a bool
+    tensor on the device (nothing is read back); ``None`` for other targets."""
     if y.dtype == torch.long and y.dim() == 1:
-        return int((logits.argmax(1) == y).sum().item())
+        return logits.argmax(1) == y
     if y.dim() == 2 and y.shape == logits.shape:
-        return int((logits.argmax(1) == y.argmax(1)).sum().item())
+        return logits.argmax(1) == y.argmax(1)
     return None
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float | None:
     """Fraction of rows whose arg-max matches ``y`` (class indices ``[N]`` or one-hot ``[N, C]``)."""
-    if y.dtype == torch.long and y.dim() == 1:
-        return (logits.argmax(1) == y).float().mean().item()
-    if y.dim() == 2 and y.shape == logits.shape:
-        return (logits.argmax(1) == y.argmax(1)).float().mean().item()
-    return None
+    hits = _hits(logits, y)
+    return None if hits is None else hits.float().mean().item()
 
 
 def on_device_of(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``data = (X, y)`` on the model's device (no copy when it is there already)."""
+    """``data = (X, y)`` on the model's device (no copy when it is there already); anything else than an ``(X, y)``
+    pair of tensors with the same number of rows raises (:func:`dldna_lite.data.check_data`)."""
+    from .data import check_data
+
+    X, y = check_data(data)
     dev = device_of(model)
-    return data[0].to(dev), data[1].to(dev)
+    return X.to(dev), y.to(dev)
+
+
+def _check_not_empty(data, name: str) -> None:
+    if len(data[0]) == 0:
+        raise ValueError(f"{name} is empty (0 rows): give at least one example")
 
 
 @torch.no_grad()
@@ -100,21 +110,30 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, loss_
     model's device.
 
     Evaluated ``batch_size`` rows at a time: the loss is the batch losses weighted by batch length (``loss_fn``
-    must average over its batch, as the torch losses do by default), the accuracy counts correct rows exactly."""
+    must average over its batch, as the torch losses do by default), the accuracy counts correct rows exactly.
+    The batches' numbers stay on the device and are read back once, at the end. Empty ``data``: ``ValueError``."""
     loss_fn = loss_fn or F.cross_entropy
+    _check_not_empty(data, "data")
     X, y = on_device_of(model, data)
     was_training = model.training
     model.eval()
-    total_loss, correct, n = 0.0, 0, len(X)
+    losses, hits, sizes = [], [], []
     try:
         for xb, yb in batches(X, y, batch_size, shuffle=False):
             out = model(xb)
-            total_loss += loss_fn(out, yb).item() * len(xb)
-            hits = _correct(out, yb)
-            correct = None if hits is None or correct is None else correct + hits
+            losses.append(loss_fn(out, yb).double().reshape(()))
+            hit = _hits(out, yb)
+            hits.append(None if hit is None else hit.sum().double())
+            sizes.append(len(xb))
     finally:
         model.train(was_training)
-    return total_loss / n, (None if correct is None else correct / n)
+    counted = all(h is not None for h in hits)
+    values = torch.stack(losses + (hits if counted else [])).tolist()          # the one read
+    total_loss = 0.0
+    for value, size in zip(values, sizes):                                     # the host sum, in batch order
+        total_loss += value * size
+    n = len(X)
+    return total_loss / n, (int(sum(values[len(sizes):])) / n if counted else None)
 
 
 def progress_enabled(progress: bool | None) -> bool:
@@ -124,16 +143,34 @@ def progress_enabled(progress: bool | None) -> bool:
     return env_flag("DLDNA_PROGRESS", default=True)
 
 
-def _global_norm(tensors) -> float:
+def _global_norm(tensors, device=None) -> torch.Tensor:
+    """‖(t_1, ..., t_n)‖₂ as a 0-d tensor on the tensors' device (read back later, with the epoch's numbers)."""
     tensors = [t for t in tensors if t is not None]
     if not tensors:
-        return 0.0
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
+        return torch.zeros((), device=device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
 
 
-def _check_train_args(optimizer, train_data, epochs, clip_grad_norm, clip_grad_value) -> None:
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer must hold the model's parameters: one built before the model was rebuilt holds the old ones."""
+    own = {id(p) for p in model.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    foreign = sum(id(p) not in own for p in held)
+    untrained = {id(p) for p in model.parameters() if p.requires_grad} - {id(p) for p in held}
+    if foreign == len(held) or (foreign and untrained):
+        what = ("none of them" if foreign == len(held)
+                else f"{foreign} of {len(held)} of them are not, and {len(untrained)} of the model's are missing")
+        raise ValueError(f"the optimizer's parameters are not the model's ({what}): it was built for another "
+                         "model, e.g. before the model was rebuilt. Rebuild the optimizer after the model: "
+                         "optimizer = torch.optim.SGD(model.parameters(), lr=...)")
+
+
+def _check_train_args(model, optimizer, train_data, epochs, clip_grad_norm, clip_grad_value, max_steps) -> None:
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral)
+                                  or max_steps < 0):
+        raise ValueError(f"max_steps must be an int >= 0 (0: no step) or None (no limit), got {max_steps!r}")
     for name, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive or None, got {value!r}")
@@ -144,11 +181,19 @@ def _check_train_args(optimizer, train_data, epochs, clip_grad_norm, clip_grad_v
     X, y = train_data
     if len(X) != len(y):
         raise ValueError(f"train_data: X has {len(X)} rows but y has {len(y)}")
+    _check_not_empty(train_data, "train_data")
+    _check_optimizer(model, optimizer)
+
+
+TRACKED = STEP_METRICS[1:4]   # the per-step norms, kept on the device until the epoch's read
 
 
 @dataclass
 class _Run:
-    """What one :func:`train` call needs at every step (so the per-epoch loop stays short)."""
+    """What one :func:`train` call needs at every step (so the per-epoch loop stays short).
+
+    Nothing is read back to the host inside an epoch: each step appends its loss, accuracy and (``track_steps``)
+    norms as device tensors to ``record``; :meth:`read` brings them back in one transfer at the end of the epoch."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -160,15 +205,15 @@ class _Run:
     clip_grad_value: float | None
     scheduler: object
     step: int = 0
+    previous: list | None = None        # θ_t, for ‖θ_{t+1} − θ_t‖ (track_steps), updated in place every step
 
-    def update(self, loss: torch.Tensor, loss_value: float) -> None:
+    def update(self, loss: torch.Tensor, record: dict) -> None:
         """Backward, (clip), optimizer and scheduler step for one minibatch; record the per-step metrics."""
         params = self.params
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.track_steps:
-            grad_norm = _global_norm([p.grad for p in params])
-            before = [p.detach().clone() for p in params]
+            record["grad_norm"].append(_global_norm([p.grad for p in params], loss.device))
         if self.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
         if self.clip_grad_value is not None:
@@ -176,33 +221,58 @@ class _Run:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self.history.steps["loss"].append(loss_value)
         if self.track_steps:
             with torch.no_grad():
-                steps = self.history.steps
-                steps["grad_norm"].append(grad_norm)
-                steps["param_change"].append(_global_norm(torch._foreach_sub([p.detach() for p in params], before)))
-                steps["weight_norm"].append(_global_norm([p.detach() for p in params]))
-                steps["lr"].append(self.optimizer.param_groups[0]["lr"])
+                now = [p.detach() for p in params]
+                torch._foreach_sub_(self.previous, now)     # θ_t − θ_{t+1}: the same norm, bit for bit
+                record["param_change"].append(_global_norm(self.previous, loss.device))
+                torch._foreach_copy_(self.previous, now)
+                record["weight_norm"].append(_global_norm(now, loss.device))
+            record["lr"].append(self.optimizer.param_groups[0]["lr"])
 
     def epoch(self, batch_iter, max_steps: int | None) -> dict | None:
         """One pass over ``batch_iter``; the epoch's running averages, or ``None`` when the loss became non-finite."""
-        sum_loss, sum_correct, seen = 0.0, 0.0, 0
+        first = self.step
+        record = {"loss": [], "hits": [], "sizes": [], **({k: [] for k in STEP_METRICS[1:]} if self.track_steps
+                                                          else {})}
         for xb, yb in batch_iter:
             self.step += 1
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
-            loss_value = loss.item()                      # the step's one read of the loss (a device sync on a GPU)
-            if not math.isfinite(loss_value):
-                self.history.diverged_at = self.step
-                return None
-            self.update(loss, loss_value)
-            acc = accuracy(out.detach(), yb)
-            sum_loss += loss_value * len(xb)
-            sum_correct = None if acc is None or sum_correct is None else sum_correct + acc * len(xb)
-            seen += len(xb)
+            self.update(loss, record)
+            record["loss"].append(loss.detach())
+            hits = _hits(out.detach(), yb)
+            record["hits"].append(None if hits is None else hits.float().mean())
+            record["sizes"].append(len(xb))
             if max_steps is not None and self.step >= max_steps:
                 break
+        return self.read(first, record)
+
+    def read(self, first: int, record: dict) -> dict | None:
+        """The epoch's one read: its per-step numbers into the history (up to the first non-finite loss, whose step
+        becomes ``diverged_at``; then ``None``), and its running averages (summed on the host, in step order)."""
+        sizes, counted = record["sizes"], all(a is not None for a in record["hits"])
+        columns = [record["loss"]] + ([record["hits"]] if counted else []) + [record[k] for k in TRACKED
+                                                                              if k in record]
+        values = torch.stack([torch.stack(c).reshape(-1).double() for c in columns]).tolist()
+        losses, tracked = values[0], values[1 + int(counted):]
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        keep = len(losses) if bad is None else bad
+        steps = self.history.steps
+        steps["loss"].extend(losses[:keep])
+        for key, column in zip(TRACKED, tracked):
+            steps[key].extend(column[:keep])
+        if self.track_steps:
+            steps["lr"].extend(record["lr"][:keep])
+        if bad is not None:
+            self.history.diverged_at = first + bad + 1
+            return None
+        sum_loss, sum_correct = 0.0, (0.0 if counted else None)
+        for i, size in enumerate(sizes):
+            sum_loss += losses[i] * size
+            if counted:
+                sum_correct += values[1][i] * size
+        seen = sum(sizes)
         return {"train_loss": sum_loss / seen, "train_acc": None if sum_correct is None else sum_correct / seen}
 
 
@@ -216,15 +286,32 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_data: tuple[
     Runs on the model's device; the data are moved there once (keep them there to avoid the copy).
 
     ``scheduler`` (any ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Batch order comes from a
-    generator seeded with ``seed``: with the same model init and seed, two runs give identical numbers on the CPU.
+    generator seeded with ``seed``: with the same model init and seed, two runs give bitwise identical numbers on the
+    CPU at the same thread count and flush-denormal setting (:func:`~dldna_lite.config.seed_everything`).
+    ``max_steps`` caps the optimizer steps over all epochs (``0``: none at all; the history is empty and the model
+    untouched).
+
+    Host reads: none inside an epoch. The steps' numbers stay on the device and are read back once per epoch (and
+    once per evaluation of ``test_data``), so a GPU never waits for the host mid-epoch. Hence a non-finite loss at
+    step k is noticed at the end of its epoch: training stops there, the history holds steps 1..k−1 and
+    ``diverged_at = k`` (exactly what an immediate stop would record), but the model has gone on through the rest of
+    that epoch, so its parameters may be non-finite.
+
+    ``ValueError`` for an optimizer that does not hold the model's parameters (built before the model was
+    rebuilt), empty data, ``epochs < 1`` or ``max_steps < 0``.
     """
-    _check_train_args(optimizer, train_data, epochs, clip_grad_norm, clip_grad_value)
+    _check_train_args(model, optimizer, train_data, epochs, clip_grad_norm, clip_grad_value, max_steps)
+    if test_data is not None:
+        _check_not_empty(test_data, "test_data")
     loss_fn = loss_fn or F.cross_entropy
     history = History()
     if track_steps:
         history.steps.update({k: [] for k in STEP_METRICS[1:]})
-    run = _Run(model, optimizer, loss_fn, [p for p in model.parameters() if p.requires_grad], history, track_steps,
-               clip_grad_norm, clip_grad_value, scheduler)
+    if max_steps == 0:
+        return history
+    params = [p for p in model.parameters() if p.requires_grad]
+    run = _Run(model, optimizer, loss_fn, params, history, track_steps, clip_grad_norm, clip_grad_value, scheduler,
+               previous=[p.detach().clone() for p in params] if track_steps else None)
     train_data = on_device_of(model, train_data)
     test_data = None if test_data is None else on_device_of(model, test_data)
     generator = torch.Generator().manual_seed(seed)   # on the CPU: the same batch order on every device
