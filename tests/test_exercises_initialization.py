@@ -186,3 +186,75 @@ def test_init_experiment_wrong_first(sol):
     expect_fail(check.init_experiment(rows, "naive"), "never reached it")
     expect_fail(check.init_experiment(rows, "orthogonal"), "not one of the methods")
     expect_fail(check.init_experiment(rows, None), "no answer yet")
+
+
+# ------------------------------------------------------------------------------------------ 1b. properties (issue 29)
+def _scaled(draw):
+    """An initializer filling W in place with ``draw(shape)`` rescaled to Kaiming's variance 2/fan_in."""
+    def init_(W):
+        with torch.no_grad():
+            D = draw(W.shape).to(W.dtype)
+            return W.copy_((D - D.mean()) / D.std() * math.sqrt(2 / W.shape[1]))
+    return init_
+
+
+def _orthogonal_mix(a):
+    """sqrt(1 − a) · (scaled orthogonal) + sqrt(a) · Gaussian: Gaussian entries, dependent unless a = 1."""
+    def draw(shape):
+        Q = torch.empty(shape)
+        nn.init.orthogonal_(Q)
+        return math.sqrt(1 - a) * Q * math.sqrt(max(shape)) + math.sqrt(a) * torch.randn(shape)
+    return draw
+
+
+def test_init_variance_rejects_gaussian_entries_that_are_not_independent(sol):
+    xavier, kaiming = sol["xavier_normal_"], sol["kaiming_normal_"]
+    orthogonal = _scaled(_orthogonal_mix(0.0))  # the issue's wrong answer: it used to print "Gaussian entries"
+    expect_fail(check.init_variance(xavier, orthogonal), "not independent", "orthogonal")
+
+    def xavier_orthogonal(W):
+        with torch.no_grad():
+            return orthogonal(W).mul_(math.sqrt(W.shape[1] / sum(W.shape)))
+
+    expect_fail(check.init_variance(xavier_orthogonal, kaiming), "xavier_normal_", "not independent")
+    tiled = _scaled(lambda shape: torch.randn(shape[0] // 2, shape[1]).repeat(2, 1))  # repeated rows
+    expect_fail(check.init_variance(xavier, tiled), "not independent", "repeat")
+    # neighbours averaged ("smoothed noise"): every entry N(0, σ²), but each one correlated with the next
+    smoothed = _scaled(lambda shape: (lambda G: G + G.roll(1, dims=1))(torch.randn(shape)))
+    expect_fail(check.init_variance(xavier, smoothed), "not independent")
+
+
+def test_every_init_tolerance_has_a_wrong_answer_just_outside(sol):
+    """Pins VAR_TOL, the mean bound, KURTOSIS_TOL, KS_TOL and SPECTRUM_TOL: each wrong answer below sits 1.2-2× outside
+    its bound (and inside the others), while the solution's statistics sit 3-5× inside (measured over 20 seeds in the
+    comments of initialization.py; 5 seeds here)."""
+    xavier, kaiming = sol["xavier_normal_"], sol["kaiming_normal_"]
+    # variance 1/1.04 of Kaiming's (−3.8%, VAR_TOL 3%): leaky_relu's gain with slope 0.2
+    leaky = lambda W: nn.init.kaiming_normal_(W, a=0.2, nonlinearity="leaky_relu")  # noqa: E731
+    expect_fail(check.init_variance(xavier, leaky), "variance", "off by -4%")
+    # mean 0.08 σ (bound 0.05 σ)
+    def shifted(W):
+        with torch.no_grad():
+            return kaiming(W).add_(0.08 * math.sqrt(2 / W.shape[1]))
+
+    expect_fail(check.init_variance(xavier, shifted), "mean 0")
+    # the sum of 12 uniforms, the classic "approximate Gaussian": excess kurtosis −0.10 (bound 0.06), KS 0.003
+    irwin_hall = _scaled(lambda shape: torch.rand(12, *shape).sum(0))
+    expect_fail(check.init_variance(xavier, irwin_hall), "not Gaussian", "excess kurtosis -0.")
+    # a two-piece normal, σ × 1.03 above 0 and × 0.97 below: KS 0.010 (bound 0.005), kurtosis +0.01
+    two_piece = _scaled(lambda shape: (lambda z: torch.where(z > 0, 1.03 * z, 0.97 * z))(torch.randn(shape)))
+    expect_fail(check.init_variance(xavier, two_piece), "not Gaussian", "KS distance 0.01")
+    # 30% orthogonal, 70% Gaussian: spectrum moment 1.208 instead of 1.251 (bound 0.02)
+    got, want = init_ex.spectrum_moment(_orthogonal_mix(0.7)((300, 1200)))
+    assert init_ex.SPECTRUM_TOL < want - got < 3 * init_ex.SPECTRUM_TOL, (got, want)
+    expect_fail(check.init_variance(xavier, _scaled(_orthogonal_mix(0.7))), "not independent")
+    # ... and the solution well inside every bound
+    for seed in range(5):
+        for shape in init_ex.INIT_SHAPES:
+            torch.manual_seed(seed)
+            W = kaiming(torch.empty(shape)).double()
+            assert abs(W.var().item() / (2 / shape[1]) - 1) < init_ex.VAR_TOL / 3
+            kurtosis, ks = init_ex._shape_stats(W)
+            assert abs(kurtosis) < init_ex.KURTOSIS_TOL / 3 and ks < init_ex.KS_TOL / 2
+            got, want = init_ex.spectrum_moment(W)
+            assert abs(got - want) < init_ex.SPECTRUM_TOL / 3

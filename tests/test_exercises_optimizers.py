@@ -50,16 +50,70 @@ def _scan(criterion_steps):
     return find_lr_max
 
 
+def _bisection(converges):
+    """A student's find_lr_max: bisection on ``converges(A, x0, lr)``, after doubling the upper end."""
+    def find_lr_max(A, x0):
+        lo, hi = 0.0, 1.0
+        while converges(A, x0, hi):
+            lo, hi = hi, 2 * hi
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if converges(A, x0, mid) else (lo, mid)
+        return lo
+    return find_lr_max
+
+
+def _did_not_blow_up(steps):  # "did not blow up": ‖x_steps‖ < 10 ‖x0‖
+    return _bisection(lambda A, x0, lr: bool(opt_ex.gd_reference(A, x0, lr, steps)[-1].norm() < 10 * x0.norm()))
+
+
+def _shrinks_1000x(steps):
+    return _bisection(lambda A, x0, lr: bool(opt_ex.gd_reference(A, x0, lr, steps)[-1].norm() < 1e-3 * x0.norm()))
+
+
 def test_gd_quadratic_wrong_lr_max(sol):
     gd = sol["gd"]
     expect_fail(check.gd_quadratic(gd, 1 / 3), "hand in your function")  # a typed number
-    expect_fail(check.gd_quadratic(gd, lambda A, x0: 1 / 3), "another A")  # a typed number in a function
+    expect_fail(check.gd_quadratic(gd, lambda A, x0: 0.332), "another A")  # a typed number in a function
+    expect_fail(check.gd_quadratic(gd, lambda A, x0: 1 / 3), "stays the same size")  # exactly 2/λ_max: no convergence
+    formula = lambda A, x0: 2 / torch.linalg.eigvalsh(A).max().item()  # noqa: E731  a formula, not found numerically
+    expect_fail(check.gd_quadratic(gd, formula), "oscillates forever")
     expect_fail(check.gd_quadratic(gd, lambda A, x0: 1 / torch.linalg.eigvalsh(A).max().item()), "1/λ_max")
-    expect_fail(check.gd_quadratic(gd, lambda A, x0: 2 / torch.linalg.eigvalsh(A).min().item()), "2/λ_min")
-    expect_fail(check.gd_quadratic(gd, _scan(50)), "converges slowly")  # too short a run to judge convergence
-    expect_fail(check.gd_quadratic(gd, lambda A, x0: 2 / torch.linalg.eigvalsh(A).sum().item()), "bisect")
+    expect_fail(check.gd_quadratic(gd, lambda A, x0: 2 / torch.linalg.eigvalsh(A).min().item()), "does not converge")
+    expect_fail(check.gd_quadratic(gd, _scan(50)), "still converges at 1.02")  # too short a run to judge convergence
+    expect_fail(check.gd_quadratic(gd, lambda A, x0: 2 / torch.linalg.eigvalsh(A).sum().item()), "too small")
     expect_fail(check.gd_quadratic(gd, stub), "not done yet")
     expect_fail(check.gd_quadratic(gd, lambda A, x0: None), "no answer yet")
+
+
+def test_lr_threshold_is_judged_by_its_consequence(sol):
+    """Both sides of the window, pinned by wrong answers just outside it (issue 29)."""
+    gd, bound = sol["gd"], 2 / 6
+    above = _did_not_blow_up(100)  # 100 steps cannot see a slow divergence: its answer is ≈ 1.01 × 2/λ_max
+    assert 1.005 * bound < above(ex.QUADRATIC_A, ex.QUADRATIC_X0) < 1.02 * bound
+    expect_fail(check.gd_quadratic(gd, above), "does not converge", "grows")
+    below = _shrinks_1000x(100)  # 3.5% below the bound: outside the 2% window (LR_ABOVE)
+    gap = 1 - below(ex.QUADRATIC_A, ex.QUADRATIC_X0) / bound
+    assert opt_ex.LR_ABOVE < gap < 2 * opt_ex.LR_ABOVE
+    expect_fail(check.gd_quadratic(gd, below), "still converges at 1.02", "too small")
+    assert check.gd_quadratic(gd, _shrinks_1000x(1000))  # the solution's criterion, by another bisection
+    # the solution's spread: 0.18%-0.34% below 2/λ_max over random SPD problems (seeds 0-19 in the tolerance's
+    # comment; 5 here), well inside the window, GD converging at it and diverging 2% above
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        Q = torch.randn(4, 4, generator=g, dtype=torch.float64)
+        A, x0 = Q @ Q.T + 0.5 * torch.eye(4, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+        lr, b = sol["find_lr_max"](A, x0), 2 / torch.linalg.eigvalsh(A).max().item()
+        assert 0 < 1 - lr / b < opt_ex.LR_ABOVE / 4
+        assert opt_ex.gd_growth(A, x0, lr) < 1 < opt_ex.gd_growth(A, x0, lr * (1 + opt_ex.LR_ABOVE))
+
+
+def test_gd_growth_matches_the_spectral_radius():
+    """The consequence test's growth factor is |1 − lr·λ_max| near the bound (the closed form)."""
+    lam = torch.linalg.eigvalsh(ex.QUADRATIC_A)
+    for lr in (0.3, 1 / 3 * 0.99, 1 / 3 * 1.01, 0.5):
+        assert math.isclose(opt_ex.gd_growth(ex.QUADRATIC_A, ex.QUADRATIC_X0, lr),
+                            (1 - lr * lam).abs().max().item(), rel_tol=1e-6)
 
 
 def test_gd_quadratic_wrong_gd(sol):
@@ -143,7 +197,8 @@ def test_lion_reference_matches_lion_pytorch_and_dldna_optim():
 
 
 def test_lion_step(sol):
-    assert check.lion_step(sol["lion_step"], sol["update_over_lr"])
+    measure = sol["update_over_lr"]
+    assert check.lion_step(sol["lion_step"], measure)
 
     def source_version(p, g, m, lr, beta1, beta2, weight_decay):  # m_t = c_t
         return sol["lion_step"](p, g, m, lr, beta1, beta1, weight_decay)
@@ -159,12 +214,44 @@ def test_lion_step(sol):
         new, m = sol["lion_step"](p, g, m, lr, beta1, beta2, 0.0)
         return new * (1 - lr * weight_decay), m
 
-    expect_fail(check.lion_step(source_version, 1.0), "m_t = c_t")
-    expect_fail(check.lion_step(momentum_sign, 1.0), "differ from Lion")
-    expect_fail(check.lion_step(coupled_decay, 1.0), "differ from Lion")
-    expect_fail(check.lion_step(decay_after_step, 1.0), "differ from Lion")
-    expect_fail(check.lion_step(sol["lion_step"], math.sqrt(1000)), "update_over_lr")
-    expect_fail(check.lion_step(stub, 1.0), "not done yet")
+    expect_fail(check.lion_step(source_version, measure), "m_t = c_t")
+    expect_fail(check.lion_step(momentum_sign, measure), "differ from Lion")
+    expect_fail(check.lion_step(coupled_decay, measure), "differ from Lion")
+    expect_fail(check.lion_step(decay_after_step, measure), "differ from Lion")
+    expect_fail(check.lion_step(stub, measure), "not done yet")
+
+
+def test_lion_ratio_is_measured_not_typed(sol):
+    """update_over_lr is a measurement the check runs on steps whose answer it knows (issue 29: a typed ratio)."""
+    lion, measure = sol["lion_step"], sol["update_over_lr"]
+    expect_fail(check.lion_step(lion, 1.0), "not a number")  # the typed ratio that used to pass
+    expect_fail(check.lion_step(lion, lambda step, p, g, lr: torch.ones_like(p)), "SGD step")  # typed, as a tensor
+    expect_fail(check.lion_step(lion, lambda step, p, g, lr: measure(step, p, g, lr).mean().item()), "one number")
+    expect_fail(check.lion_step(lion, lambda step, p, g, lr: measure(step, p, g, lr).mean()), "one number")
+    expect_fail(check.lion_step(lion, lambda step, p, g, lr: measure(lion, p, g, lr)), "SGD step")  # its own step
+
+    def default_decay(step, p, g, lr):  # forgets weight_decay=0: the step's default is used
+        return (step(p, g, torch.zeros_like(p), lr=lr)[0] - p).abs() / lr
+
+    def no_division(step, p, g, lr):  # |Δθ| without dividing by lr
+        return measure(step, p, g, lr) * lr
+
+    def signed(step, p, g, lr):  # Δθ / lr without the absolute value
+        return (step(p, g, torch.zeros_like(p), lr=lr, weight_decay=0.0)[0] - p) / lr
+
+    def in_place_param(step, p, g, lr):  # compares the new parameters with themselves: p was changed in place
+        new = step(p, g, torch.zeros_like(p), lr=lr, weight_decay=0.0)[0]
+        p.copy_(new)
+        return (new - p).abs() / lr
+
+    expect_fail(check.lion_step(lion, default_decay), "weight_decay=0.0")
+    expect_fail(check.lion_step(lion, no_division), "SGD step")
+    expect_fail(check.lion_step(lion, signed), "SGD step")
+    expect_fail(check.lion_step(lion, in_place_param), "SGD step")
+    expect_fail(check.lion_step(lion, stub), "not done yet")
+    # an answer right on the probes but wrong on a Lion step is still caught (the last, coordinate-wise test)
+    expect_fail(check.lion_step(lion, lambda step, p, g, lr: measure(step, p, g, lr) * (
+        1 + 1e-3 * (step is lion))), "on your lion_step")
 
 
 # --------------------------------------------------------------------------------------------- 5. Rosenbrock
