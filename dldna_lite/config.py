@@ -168,7 +168,22 @@ def device_of(model: torch.nn.Module) -> torch.device:
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same way.
 
-    With the same seed, the same code gives identical numbers on the CPU.
+    **What a seed promises.** On the CPU, the same seed and code give *bitwise* identical numbers, run after run and
+    in a fresh process, when four more things are the same: the intra-op thread count (``torch.set_num_threads``;
+    torch's default, one per core, differs between machines), the flush-denormal setting
+    (``torch.set_flush_denormal``), the CPU model and the torch build (its MKL). Change one and float32 sums are split
+    or vectorised differently and round differently in the last bit, ~1e-7 relative for one evaluation, which
+    training compounds step by step. Measured between 1 and 2 threads: 5e-7 relative in the losses of 64 steps of
+    SGD with momentum on a small MLP, 2e-7 with Adam (2-core AMD EPYC); 1.2e-3 in the weight norm after a 350-step
+    full-batch grokking run (2-core Intel Xeon, flush-denormal differing too). So compare two runs bitwise only with
+    the thread count and flush-denormal pinned (in the tests: the ``pinned_threads`` fixture), otherwise with a
+    tolerance measured for that run across 1 and 2 threads. Flush-denormal holds for the calling thread only (torch's
+    worker threads keep their own): turn it on at one thread, as :func:`dldna_lite.generalization.train_grokking`
+    does. ``MKL_CBWR=AUTO,STRICT`` (:func:`dldna_lite.distributed.reproducible_blas`) makes MKL's matrix products
+    independent of the thread count, but not torch's own reductions (a ``sum``, ``mean`` or ``dot`` of more than
+    32,768 elements); and at two or more threads under load a process's first ``exp`` or ``log`` can race in MKL
+    (:func:`dldna_lite.distributed.warm_up_serially` settles it). GPUs promise less: see
+    ``torch.use_deterministic_algorithms``.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")

@@ -75,19 +75,20 @@ def test_tsne_shape_and_bad_perplexity():
         L.tsne_embedding(W, perplexity=20)
 
 
-def test_record_trajectory_per_epoch_matches_one_fit_call_per_epoch(fmnist_small):
+def test_record_trajectory_per_epoch_matches_one_fit_call_per_epoch(fmnist_small, pinned_threads):
     (X, y), _ = fmnist_small
     data = (X[:640], y[:640])
     dl.seed_everything(0)
     model = models.mlp([784, 16, 10])
     reference = copy.deepcopy(model)
-    W, history = L.record_trajectory(model, data, torch.optim.Adam(model.parameters(), lr=1e-3), epochs=3,
-                                     every="epoch", batch_size=64, seed=5)
-    opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    rows = [L.flat_params(reference)]
-    for epoch in range(3):                          # chapter 03's loop: epoch e shuffled with seed + e
-        dl.fit(reference, opt, data, 1, batch_size=64, seed=5 + epoch)
-        rows.append(L.flat_params(reference))
+    with pinned_threads(1):                         # the same run two ways, compared bitwise: one thread count
+        W, history = L.record_trajectory(model, data, torch.optim.Adam(model.parameters(), lr=1e-3), epochs=3,
+                                         every="epoch", batch_size=64, seed=5)
+        opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
+        rows = [L.flat_params(reference)]
+        for epoch in range(3):                      # chapter 03's loop: epoch e shuffled with seed + e
+            dl.fit(reference, opt, data, 1, batch_size=64, seed=5 + epoch)
+            rows.append(L.flat_params(reference))
     torch.testing.assert_close(W, torch.stack(rows), rtol=0, atol=0)
     assert [row["epoch"] for row in history.epochs] == [1, 2, 3] and history.diverged_at is None
     assert len(history["loss"]) == 30
