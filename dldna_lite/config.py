@@ -165,6 +165,17 @@ def device_of(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def training_modes(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
+    """Each module of ``model`` with its own training flag (a frozen batch norm inside a training model included)."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_modes(modes: list[tuple[torch.nn.Module, bool]]) -> None:
+    """Put back the flags :func:`training_modes` saved (``model.train(flag)`` would overwrite every submodule's)."""
+    for module, training in modes:
+        module.training = training
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same way.
 

@@ -14,7 +14,7 @@ method                 distribution                                ``Var(W_ij)``
 ``xavier_uniform``     ``U(-b, b)``, ``b = sqrt(3 Var)``           ``2 / (fan_in + fan_out)``
 ``kaiming_normal``     normal                                      ``2 / ((1 + a²) fan_in)``
 ``kaiming_uniform``    ``U(-b, b)``, ``b = sqrt(3 Var)``           ``2 / ((1 + a²) fan_in)``
-``orthogonal``         ``gain · Q``, ``Q`` with orthonormal rows   ``gain² / max(fan_in, fan_out)``
+``orthogonal``         ``gain · Q``, ``Q`` with orthonormal rows   ``gain² / max(rows, cols)``
                        (or columns)
 ``scaled_orthogonal``  ``Q`` rescaled to Kaiming's variance        ``2 / ((1 + a²) fan_in)``
 ``l_momentum``         ``Q`` rescaled to a target second moment    ``momentum² / fan_in`` (stable, default)
@@ -73,8 +73,8 @@ def target_variance(method: str, shape: Sequence[int], a: float = 0.0, std: floa
         return gain ** 2 * 2.0 / (fan_in + fan_out)
     if method in ("kaiming_normal", "kaiming_uniform", "scaled_orthogonal"):
         return kaiming_variance(fan_in, a)
-    if method == "orthogonal":
-        return gain ** 2 / max(fan_in, fan_out)
+    if method == "orthogonal":    # Q is the weight as [rows, cols] = [out, in·kernel]: mean square 1/max(rows, cols)
+        return gain ** 2 / max(shape[0], math.prod(shape[1:]))
     if method == "l_momentum":
         return momentum ** 2 / fan_in if scale_by_fan else momentum ** 2
     raise ValueError(f"unknown init method {method!r}; choose one of {', '.join(METHODS)}")
@@ -163,9 +163,9 @@ def init_weight_(W: torch.Tensor, method: str, a: float = 0.0, std: float = 0.01
         return _uniform(W, var, generator)
     if method == "orthogonal":
         return _orthogonal(W, gain, generator)
-    # scaled_orthogonal: Q has mean square 1/max(fan_in, fan_out); rescale it to Kaiming's variance
-    fan_in, fan_out = fans(W)
-    return _orthogonal(W, math.sqrt(var * max(fan_in, fan_out)), generator)
+    # scaled_orthogonal: Q, the weight as [out, in·kernel], has mean square 1/max(rows, cols); rescale it to Kaiming's
+    # variance (for a conv with out > in, max(fan_in, fan_out) would be kernel times too large)
+    return _orthogonal(W, math.sqrt(var * max(W.shape[0], W.numel() // W.shape[0])), generator)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

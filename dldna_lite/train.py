@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .config import device_of, env_flag
+from .config import device_of, env_flag, restore_modes, training_modes
 from .data import batches
 
 STEP_METRICS = ("loss", "grad_norm", "param_change", "weight_norm", "lr")
@@ -115,7 +115,7 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, loss_
     loss_fn = loss_fn or F.cross_entropy
     _check_not_empty(data, "data")
     X, y = on_device_of(model, data)
-    was_training = model.training
+    modes = training_modes(model)     # each module's flag: model.train(flag) would unfreeze a frozen batch norm
     model.eval()
     losses, hits, sizes = [], [], []
     try:
@@ -126,7 +126,7 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, loss_
             hits.append(None if hit is None else hit.sum().double())
             sizes.append(len(xb))
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     counted = all(h is not None for h in hits)
     values = torch.stack(losses + (hits if counted else [])).tolist()          # the one read
     total_loss = 0.0

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import restore_modes, training_modes
 from ..data import check_data, positive_int
 from ..landscape.flat import flatten, split, trainable
 from ..optim.base import Interval, check_number
@@ -56,15 +57,15 @@ class HessianOperator:
         self.model, self.params = model, [p for _, p in trainable(model)]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
-        self._was_training = model.training
+        self._modes = training_modes(model)
         model.eval()
         with torch.enable_grad():
             loss = loss_fn(model(X), y)
             if loss.dim() != 0:
-                model.train(self._was_training)
+                restore_modes(self._modes)
                 raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
             if not torch.isfinite(loss):
-                model.train(self._was_training)
+                restore_modes(self._modes)
                 raise ValueError(f"the loss is {loss.item()} at these parameters: its Hessian is not defined "
                                  "(did training diverge?)")
             self.loss = loss.item()
@@ -94,7 +95,7 @@ class HessianOperator:
 
     def close(self) -> None:
         self._grads = None
-        self.model.train(self._was_training)
+        restore_modes(self._modes)
 
     def __enter__(self):
         return self
@@ -159,15 +160,15 @@ def hessian_trace(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
 
     Products are computed ``batch`` at a time (batched double backward): a positive int, as ``n_samples``."""
     n_samples, batch = positive_int("n_samples", n_samples), positive_int("batch", batch)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64)
     with HessianOperator(model, data, loss_fn=loss_fn) as H:
-        done = 0
+        done, total = 0, total.to(H.device)
         while done < n_samples:
             b = min(batch, n_samples - done)
             V = (torch.randint(0, 2, (b, H.size), generator=generator).to(H.dtype) * 2 - 1).to(H.device)
-            total += (V * H(V)).sum().item()
+            total += (V * H(V)).sum().double()         # summed in float64 on the device, read once at the end
             done += b
-    return total / n_samples
+    return total.item() / n_samples
 
 
 def density_on_grid(nodes, weights, grid, sigma: float) -> np.ndarray:
@@ -232,4 +233,9 @@ def exact_hessian(model: nn.Module, data, *, loss_fn: Callable = F.cross_entropy
         params = {n: t.view(s) for n, t, s in zip(names, parts, shapes)}
         return loss_fn(torch.func.functional_call(model, params, (X,)), y)
 
-    return torch.autograd.functional.hessian(loss_of, flat0)
+    modes = training_modes(model)
+    model.eval()                                     # the package's convention: dropout off, running statistics
+    try:
+        return torch.autograd.functional.hessian(loss_of, flat0)
+    finally:
+        restore_modes(modes)
