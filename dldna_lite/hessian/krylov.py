@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -49,7 +50,9 @@ def lanczos_top(H, k: int, max_iter: int, tol: float, starts: list[torch.Tensor]
     summed into the first vector; without them it is the normalised gradient plus a normalised random vector (the
     gradient lies mostly in the top eigenspace, Gur-Ari et al. 2018; the random part reaches every other
     direction). Vectors stay on the model's device and dtype; the small eigenproblems are
-    float64 on the CPU.
+    float64 on the CPU. Per step the host reads the device once (the new column of :math:`T` with
+    :math:`\\lVert f \\rVert`, together) besides the re-orthogonalisation test; the stopping test then runs on
+    host floats (it used to read :math:`O(k m)` scalars one by one).
     """
     P, budget = H.size, k * max_iter
     itemsize = torch.finfo(H.dtype).bits // 8
@@ -65,10 +68,11 @@ def lanczos_top(H, k: int, max_iter: int, tol: float, starts: list[torch.Tensor]
         starts = [g, r] if torch.isfinite(g).all() and g.norm() > 0 else [r]
     f = sum(v / v.norm() for v in starts)
     f_norm, m, products = f.norm(), 0, 0
+    f_host = f_norm.item()                                      # ||f|| on the host: the one number the loop tests
     theta = S = None
     values, top, history = [], [], []
     while products < budget and m < P:
-        if not (torch.isfinite(f_norm) and f_norm > 1e-10 * max(1.0, abs(values[0]) if values else 1.0)):
+        if not (math.isfinite(f_host) and f_host > 1e-10 * max(1.0, abs(values[0]) if values else 1.0)):
             f, _, f_norm = _orthogonalize(Q, random_vector(), m)   # invariant subspace (or nothing yet): leave it
         if m == cap:                                            # Krylov-Schur restart on the largest |θ|
             m = _restart(Q, T, theta, S, max(k, cap // 2))
@@ -76,15 +80,17 @@ def lanczos_top(H, k: int, max_iter: int, tol: float, starts: list[torch.Tensor]
         w = H(Q[m])
         products += 1
         f, coef, f_norm = _orthogonalize(Q, w, m + 1)
-        col = coef.double().cpu()
+        host = torch.cat([coef, f_norm.reshape(1)]).double().cpu()   # one read: the new column of T and ||f||
+        col, f_host = host[:-1], host[-1].item()
         T[:m + 1, m], T[m, :m + 1] = col, col
         m += 1
         theta, S = torch.linalg.eigh(T[:m, :m])
-        res = f_norm.item() * S[m - 1].abs()                   # ||H y_j - θ_j y_j|| for every Ritz pair
+        res = f_host * S[m - 1].abs()                           # ||H y_j - θ_j y_j|| for every Ritz pair
         top = theta.abs().argsort(descending=True)[:k].tolist()
-        values = theta[top].tolist()
+        thetas = theta.tolist()
+        values = [thetas[i] for i in top]
         history = (history + [values])[-3:] if len(top) == k else []
-        if len(top) == k and _ritz_converged(theta, res, top, tol, _extrapolated_errors(history)):
+        if len(top) == k and _ritz_converged(thetas, res.tolist(), top, tol, _extrapolated_errors(history)):
             break
     Y = S[:, top].to(device=H.device, dtype=H.dtype).T @ Q[:m]
     return values, [v / v.norm() for v in Y]
@@ -131,26 +137,27 @@ def _extrapolated_errors(history: list[list[float]]) -> list[float] | None:
     return errors
 
 
-def _ritz_converged(theta: torch.Tensor, res: torch.Tensor, top: list[int], tol: float,
+def _ritz_converged(theta: list[float], res: list[float], top: list[int], tol: float,
                     extrapolated: list[float] | None = None) -> bool:
-    """The stopping test of :func:`lanczos_top` for the Ritz values ``theta [m]`` with residual norms ``res [m]``,
-    the indices ``top`` of the ``k`` largest :math:`|\\theta|` and the extrapolated errors of those k (in the
-    order of ``top``) from :func:`_extrapolated_errors`."""
+    """The stopping test of :func:`lanczos_top` for the Ritz values ``theta [m]`` with residual norms ``res [m]``
+    (host floats, read from the device once per step), the indices ``top`` of the ``k`` largest
+    :math:`|\\theta|` and the extrapolated errors of those k (in the order of ``top``) from
+    :func:`_extrapolated_errors`."""
     m, k = len(theta), len(top)
     converged = True
     for n, i in enumerate(top):
         others = [j for j in range(m) if j != i]
-        gap = min(((theta[i] - theta[j]).abs() - res[j]).item() for j in others) if others else 0.0
-        error = res[i].item() ** 2 / gap if gap > res[i] else res[i].item()
+        gap = min(abs(theta[i] - theta[j]) - res[j] for j in others) if others else 0.0
+        error = res[i] ** 2 / gap if gap > res[i] else res[i]
         if extrapolated is not None:
             error = min(error, 2 * extrapolated[n])
-        converged &= error <= tol * abs(theta[i].item())
+        converged &= error <= tol * abs(theta[i])
     # the next Ritz value at either end must not be able to overtake the k-th, even moved by its residual
     n_pos = sum(1 for i in top if theta[i] >= 0)
-    smallest = min(abs(theta[i].item()) for i in top)
+    smallest = min(abs(theta[i]) for i in top)
     for j in (m - 1 - n_pos, k - n_pos):
         if 0 <= j < m and j not in top:
-            converged &= (theta[j].abs() + res[j]).item() <= smallest
+            converged &= abs(theta[j]) + res[j] <= smallest
     return converged
 
 
@@ -196,12 +203,12 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, n_
     basis, alphas, betas = [v], [], []
     for j in range(n_iter):
         w = matvec(v)
-        alpha = (w @ v).item()
-        alphas.append(alpha)
+        alpha = w @ v
         Q = torch.stack(basis)
         w = w - Q.T @ (Q @ w)                 # full reorthogonalisation (twice is enough)
         w = w - Q.T @ (Q @ w)
-        beta = w.norm().item()
+        alpha, beta = torch.stack([alpha, w.norm()]).tolist()     # one host read per step
+        alphas.append(alpha)
         if j == n_iter - 1 or beta <= 1e-10 * max(1.0, abs(alpha)):
             break
         betas.append(beta)

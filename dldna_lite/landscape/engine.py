@@ -19,8 +19,10 @@ offset, so
 
 is formed once from three products (then one ``[G, 3] x [3, N H]`` product per batch of points) and only the
 (small) rest of the network runs per point. When that rest is ``Linear`` layers and elementwise activations and the
-loss is cross-entropy (the book's MLPs), it runs as batched matrix products ``[G, h', h] x [G, h, n]`` on blocks
-of ``n`` images sized to stay in cache, without vmap, in reused buffers (:mod:`dldna_lite.landscape.kernels`).
+loss is cross-entropy (``F.cross_entropy``, or ``nn.CrossEntropyLoss()`` with its defaults: the book's MLPs), it runs
+as batched matrix products ``[G, h', h] x [G, h, n]`` on blocks of ``n`` images sized to stay in cache (on a GPU: to a
+share of its free memory, :func:`~dldna_lite.landscape.kernels.block_budget`), without vmap, in reused buffers
+(:mod:`dldna_lite.landscape.kernels`). Default ``nn.MSELoss()`` runs as ``F.mse_loss``.
 ``benchmarks/landscape_scan.py`` compares with the in-place loop over points of the ``loss-landscapes`` library.
 All scans run in eval mode (dropout off) and leave the model's own parameters unchanged. Every function reads
 ``f(model, data, <what it is about>, *, loss_fn=F.cross_entropy, ...)`` with ``data = (X, y)`` one full batch.
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 from ..data import check_data
 from ..train import on_device_of, progress_enabled
 from .directions import check_direction
-from .kernels import ELEMENTWISE, activate_, cross_entropy_
+from .kernels import ELEMENTWISE, activate_, block_budget, cross_entropy_, standard_loss
 
 __all__ = ["point_evaluator", "evaluate_points", "scan_1d", "scan_2d", "interpolate", "nonconvex_fraction"]
 
@@ -79,15 +81,15 @@ class _Evaluator:
     """
 
     def __init__(self, model: nn.Module, data, dirs: list[list[torch.Tensor]], loss_fn: Callable,
-                 fast: bool = True, budget: int = 2 ** 20):
+                 fast: bool = True, budget: int | None = None):
         self.work = copy.deepcopy(model).eval()
         for p in self.work.parameters():
             p.requires_grad_(False)
         self.params = list(self.work.parameters())
         self.origin = [p.detach().clone() for p in self.params]
-        self.dirs, self.loss_fn = dirs, loss_fn
+        self.dirs, self.loss_fn = dirs, standard_loss(loss_fn)       # nn.CrossEntropyLoss() -> F.cross_entropy
         self.X, self.y = on_device_of(model, check_data(data))
-        self.budget = budget
+        self.budget = block_budget(self.X.device) if budget is None else budget
         self.fast = self.layers = None
         seq = _sequential(self.work) if fast else None
         if seq is not None:
@@ -95,7 +97,7 @@ class _Evaluator:
         if self.fast is None:
             self.module, self.inputs = self.work, self.X
             self.names = self._names(self.work)
-            self.chunk = max(1, budget // max(1, len(self.X) * self.X[0].numel() * 4))
+            self.chunk = max(1, self.budget // max(1, len(self.X) * self.X[0].numel() * 4))
         self.buffers = dict(self.module.named_buffers())
         self._vmap_ok = True
 

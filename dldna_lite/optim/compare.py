@@ -13,7 +13,7 @@ from torch import nn
 from ..config import device_of, seed_everything
 from ..train import mean_std, run_seeds
 from ..train import train as fit
-from . import build
+from . import build, default_foreach
 
 #: The optimizers of the Fashion-MNIST comparison, in the order of the chapter (names of :func:`~dldna_lite.optim.build`;
 #: Sophia is SophiaG with the paper's defaults: a Gauss-Newton-Bartlett estimate every 10 steps on the current
@@ -41,8 +41,11 @@ def lr_grid(label: str, n: int = 5) -> tuple[float, ...]:
 
 
 def run(label: str, lr: float, model_fn: Callable[[], nn.Module], train_data, test_data, epochs: int,
-        batch_size: int = 128, seed: int = 0) -> dict:
+        batch_size: int = 128, seed: int = 0, *, foreach: bool | None = None) -> dict:
     """Train a fresh ``model_fn()`` (seeded) with one optimizer; return its history and what the chapter tabulates.
+    The optimizer is the multi-tensor version of ``label`` (:mod:`~dldna_lite.optim.foreach`, the same numbers as
+    the readable one) when ``foreach`` is true; ``None`` decides by the model's device and the optimizer
+    (:func:`~dldna_lite.optim.default_foreach`: on CUDA always, on the CPU all but Adafactor).
 
     ``model_fn()`` builds the model on the device to train on (``lambda: net().to(device)``); the data are moved to
     that device by :func:`~dldna_lite.train.train` (batches are indices into the tensors, no data loader).
@@ -53,7 +56,8 @@ def run(label: str, lr: float, model_fn: Callable[[], nn.Module], train_data, te
     """
     seed_everything(seed)
     model = model_fn()
-    opt = build(label, model.parameters(), lr, model=model, seed=seed)
+    foreach = default_foreach(device_of(model), label) if foreach is None else foreach
+    opt = build(label, model.parameters(), lr, model=model, seed=seed, foreach=foreach)
     history = fit(model, opt, train_data, epochs, batch_size=batch_size, test_data=test_data, track_steps=True,
                   seed=seed, progress=False, desc=label)
     if hasattr(opt, "estimator") and opt.estimator is not None:
