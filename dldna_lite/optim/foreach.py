@@ -3,6 +3,7 @@ operation for all the parameters of a group instead of a Python loop over them (
 
 The readable classes (:class:`~dldna_lite.optim.Adam`, ...) loop over the parameters: one kernel launch per
 operation per parameter, about 550 per Adam step on the CIFAR transformer, which keeps a GPU waiting for Python. Each
+
 class here subclasses its readable one (same constructor, checks, state keys and :meth:`state_bytes`, so a state
 dict moves between the two) and replaces only ``step()`` by the same arithmetic on lists of tensors, in the same
 order of operations; tests/test_foreach_optimizers.py proves every option equal to the readable ``step()`` in float64.
@@ -61,6 +62,15 @@ def _rms(tensors: list) -> list:
     norms = torch._foreach_norm(tensors)
     torch._foreach_div_(norms, [t.numel() ** 0.5 for t in tensors])
     return norms
+
+
+def _rsqrt_(tensors: list[torch.Tensor]) -> None:
+    """``torch._foreach_rsqrt_`` where torch has it (not in 2.5, the oldest torch allowed): the same kernel per tensor."""
+    if hasattr(torch, "_foreach_rsqrt_"):
+        torch._foreach_rsqrt_(tensors)
+    else:
+        for t in tensors:
+            t.rsqrt_()
 
 
 class SGDForeach(SGD):
@@ -246,7 +256,7 @@ class AdafactorForeach(Adafactor):
             vs = [self.state[p]["v"] for p in params]
             torch._foreach_lerp_(vs, squares, beta2_hat)
             v_hat = torch._foreach_clamp_min(vs, eps1 ** 2)
-        torch._foreach_rsqrt_(v_hat)
+        _rsqrt_(v_hat)
         us = torch._foreach_mul(grads, v_hat)
         scales = _rms(us)
         torch._foreach_div_(scales, group["d"])
