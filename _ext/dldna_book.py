@@ -9,6 +9,9 @@
 name (``python3``): ``make test`` builds the quick book in the student kernel (``scripts/student_kernel.py``), so that
 one execution of each page, from its own install cell at Colab's versions, serves both the book and the test.
 
+The claims ledger (``_ext/dldna_claims.py``, loaded from here): every ``claim(...)`` the pages executed, with its
+numbers and verdict, collected from the executed notebooks into the table of the ``claims-ledger`` directive.
+
 Two fixes to stock Jupyter Book 1 pages, so that the built book logs no console error (tests/test_html.py):
 
 * sphinx-thebe 0.3.1 registers its inline configuration script (``const THEBE_JS_URL = ...``) once per read pass,
@@ -20,6 +23,8 @@ Two fixes to stock Jupyter Book 1 pages, so that the built book logs no console 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 # Set at import, before myst-nb starts any kernel: kernels inherit this process's environment.
 os.environ.setdefault("DLDNA_STATIC_WIDGETS", "1")
@@ -51,6 +56,9 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    if str(Path(__file__).resolve().parent) not in sys.path:   # jupyter-book puts _ext/ there; a bare Sphinx may not
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+    app.setup_extension("dldna_claims")
     app.connect("config-inited", _default_mode)
     app.connect("config-inited", _book_kernel)
     app.connect("html-page-context", _dedupe_scripts, priority=900)   # after the themes have added theirs

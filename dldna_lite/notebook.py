@@ -13,13 +13,18 @@ in the text. Two places run the same notebook:
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
+import itertools
+import linecache
+import math
 import numbers
+import sys
 import textwrap
 
 from .config import env_flag
 
-__all__ = ["in_book_build", "glue", "glue_text", "show_source", "claim", "ClaimError"]
+__all__ = ["in_book_build", "glue", "glue_text", "show_source", "claim", "ClaimError", "CLAIM_MIME"]
 
 
 def in_book_build() -> bool:
@@ -102,7 +107,88 @@ def claim(holds: bool, sentence: str, **measured) -> None:
     profile) that would print a false sentence fails instead::
 
         claim(all(r["reached_edge"] for r in runs), "every run reaches 2/lr and stays there", plateaus=plateaus)
+
+    In the book build every call also leaves a record for the claims ledger (:func:`claim_record`), glued under a
+    name of its own (``dldna-claim-00001``, ...) as myst-nb's glue does, with MIME type :data:`CLAIM_MIME`: myst-nb
+    collects glued outputs from executed and cached pages alike (and never renders these), and ``_ext/dldna_claims.py``
+    reads them back into the ledger page.
     """
+    shown = {k: claim_number_text(v) for k, v in measured.items()}
+    if in_book_build():
+        _glue_claim(claim_record(holds, sentence, shown, _caller_test(), _current_cell()))
     if not holds:
-        numbers = ", ".join(f"{k}={glue_text(v)}" for k, v in measured.items())
-        raise ClaimError(f"the text says {sentence!r}, but this run measured {numbers or 'otherwise'}")
+        text = ", ".join(f"{k}={v}" for k, v in shown.items())
+        raise ClaimError(f"the text says {sentence!r}, but this run measured {text or 'otherwise'}")
+
+
+CLAIM_MIME = "application/vnd.dldna.claim+json"
+CLAIM_GLUE_PREFIX = "dldna-claim-"
+_GLUE_RECORD = "application/papermill.record/"   # myst_nb.ext.glue.GLUE_PREFIX
+_claims_made = itertools.count(1)
+
+
+def _glue_claim(record: dict) -> None:
+    from IPython.display import display as ipy_display
+    name = f"{CLAIM_GLUE_PREFIX}{next(_claims_made):05d}"
+    ipy_display({_GLUE_RECORD + CLAIM_MIME: record}, raw=True,
+                metadata={"scrapbook": {"name": name, "mime_prefix": _GLUE_RECORD}})
+
+
+def claim_record(holds, sentence: str, numbers: dict, test: str | None = None, cell: str | None = None) -> dict:
+    """What the claims ledger gets of one :func:`claim` call: the sentence, the numbers as text, the verdict, the
+    condition as written in the cell (``test``, when it could be read back), the profile of the run and the
+    :func:`cell_key` of the cell that made the claim (which tells the ledger its section)."""
+    from .config import profile
+    return {"statement": str(sentence), "numbers": {str(k): str(v) for k, v in numbers.items()},
+            "holds": bool(holds), "test": test, "profile": profile(), "cell": cell}
+
+
+def cell_key(source: str) -> str:
+    """A short fingerprint of a code cell's source (``_ext/dldna_claims.py`` computes the same for every cell)."""
+    return hashlib.sha1(source.strip().encode("utf8")).hexdigest()[:16]
+
+
+def _current_cell() -> str | None:
+    """:func:`cell_key` of the cell IPython is running (its raw source is the last entry of the input history)."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+        raw = shell.history_manager.input_hist_raw[-1] if shell is not None else None
+    except Exception:   # noqa: BLE001 - no IPython, or no history: the ledger puts the claim under the page title
+        return None
+    return cell_key(raw) if raw else None
+
+
+def claim_number_text(value, limit: int = 120) -> str:
+    """A measured number (or a list, dict, array of them) as the ledger shows it: 4 significant digits, "none"
+    for None, "not finite" for NaN/inf, at most ``limit`` characters."""
+    if hasattr(value, "tolist"):              # numpy or torch: plain Python numbers or lists
+        value = value.tolist()
+    if value is None:
+        return "none"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+        return "not finite"
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {claim_number_text(v, limit)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(claim_number_text(v, limit) for v in value) + "]"
+    else:
+        text = glue_text(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _caller_test() -> str | None:
+    """The first argument of the ``claim(...)`` call in the cell that called :func:`claim`, as source text."""
+    try:
+        frame = sys._getframe(2)
+        pos = inspect.getframeinfo(frame).positions   # Python 3.11+: the span of the call expression
+        lines = linecache.getlines(frame.f_code.co_filename)
+        if pos is None or pos.lineno is None or not lines:
+            return None
+        span = lines[pos.lineno - 1:pos.end_lineno]
+        span[-1] = span[-1][:pos.end_col_offset]
+        span[0] = span[0][pos.col_offset:]
+        call = ast.parse("".join(span).strip(), mode="eval").body
+        return ast.unparse(call.args[0]) if isinstance(call, ast.Call) and call.args else None
+    except Exception:   # noqa: BLE001 - the ledger then shows no condition; the claim itself is unaffected
+        return None
