@@ -5,6 +5,7 @@ In a notebook::
     from dldna_lite.exercises import check
     check.adam_step(adam_step)           # prints "✓ adam_step: ..." or "✗ adam_step: <what is wrong> (hint: ...)"
     check.progress("optimizers")         # ✓ done, ✗ failing, · untouched, for each exercise of the notebook
+    check.progress("optimizers", save="progress-optimizers.json")   # the same report as JSON, for the lecturer
 
 Every checker takes the student's *work* -- a function, a class, a trained model, the rows of a run -- runs it
 itself and compares what it does with an independent reference (``torch.optim``, a closed form, an exact Hessian,
@@ -33,7 +34,8 @@ notebook (``exercises/``)   checkers (module)                                   
 
 The solutions live once, on the book page ``book/09-exercise-solutions.md`` (gated sphinx-exercise blocks);
 ``tests/test_exercises*.py`` read them back, paste them into the student notebooks, and try wrong answers on every
-checker.
+checker. For a course, :mod:`.grading` fingerprints the code of each checked answer (the hash in ``progress``'s
+report) and ``python -m dldna_lite.exercises grade <folder>`` runs the checks of a folder of submitted notebooks.
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ import contextlib
 import math
 import random
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -190,6 +193,8 @@ CHECKERS: dict[str, Callable[..., Result]] = {}
 NOTEBOOKS: dict[str, list[str]] = {}
 #: The last verdict of each checker in this kernel (what :func:`progress` reports).
 _VERDICTS: dict[str, Result] = {}
+#: The fingerprint of the answer each checker last saw (``grading.fingerprint``: a hash of its code).
+_ANSWERS: dict[str, dict] = {}
 
 
 #: The global torch seed every check starts from: a verdict never depends on the caller's random state (a test disturbs
@@ -215,6 +220,7 @@ def checker(fn: Callable[..., str]) -> Callable[..., Result]:
     """Register a check: ``fn`` returns the success message or raises :class:`Fail`; the wrapper prints one line."""
 
     def run(*args, **kwargs) -> Result:
+        _ANSWERS[fn.__name__] = grading.fingerprint(args, kwargs)  # never raises
         result = _verdict(fn.__name__, fn, args, kwargs)
         _VERDICTS[fn.__name__] = result
         print(result)
@@ -229,10 +235,15 @@ def checker(fn: Callable[..., str]) -> Callable[..., Result]:
 # --------------------------------------------------------------------------------------------- progress
 @dataclass
 class Progress:
-    """What :func:`progress` printed: per exercise ``"done"``, ``"failing"`` or ``"untouched"``."""
+    """What :func:`progress` printed: per exercise ``"done"``, ``"failing"`` or ``"untouched"``, when (``time``, UTC),
+    with which package ``version``, and the hash of the code of each checked answer (``codes``; ``None`` for an
+    answer without code, such as a number)."""
 
     notebook: str
     status: dict[str, str]
+    time: str = ""
+    version: str = ""
+    codes: dict[str, str | None] = field(default_factory=dict)
 
     def __str__(self) -> str:
         counts = {s: sum(v == s for v in self.status.values()) for s in ("done", "failing", "untouched")}
@@ -240,14 +251,27 @@ class Progress:
                  f"{counts['done']} of {len(self.status)} done, {counts['failing']} failing, "
                  f"{counts['untouched']} untouched"]
         for name, state in self.status.items():
-            verdict = _VERDICTS.get(name)
+            verdict, code = _VERDICTS.get(name), (f" [code {self.codes[name]}]" if self.codes.get(name) else "")
             if state == "done":
-                lines.append(f"  ✓ {name}")
+                lines.append(f"  ✓ {name}{code}")
             elif state == "failing":
-                lines.append(f"  ✗ {name}: {verdict.message[:110]}{'…' if len(verdict.message) > 110 else ''}")
+                lines.append(f"  ✗ {name}: {verdict.message[:110]}{'…' if len(verdict.message) > 110 else ''}{code}")
             else:
                 lines.append(f"  · {name}: " + ("not done yet" if verdict is not None else "not checked yet"))
+        lines.append(f"  (dldna-lite {self.version}, {self.time}; the same as JSON for your lecturer: "
+                     f'check.progress("{self.notebook}", save="progress-{self.notebook}.json"))')
         return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """The report as a JSON-ready dict (:func:`.grading.report_dict`): what a lecturer collects."""
+        return grading.report_dict(self)
+
+    def to_json(self) -> str:
+        return grading.to_json(self.to_dict())
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_json` to ``path``, atomically (a reader never sees half a file); returns the path."""
+        return grading.save_json(path, self.to_dict())
 
     def _ipython_display_(self):
         pass
@@ -255,18 +279,32 @@ class Progress:
 
 def _state(name: str) -> str:
     verdict = _VERDICTS.get(name)
-    if verdict is None or verdict.message == NOT_DONE or verdict.message.startswith(_NO_ANSWER):
+    # "not done yet" may come with where (filter_direction: "on a Linear MLP, not done yet: ...")
+    if verdict is None or NOT_DONE in verdict.message or verdict.message.startswith(_NO_ANSWER):
         return "untouched"
     return "done" if verdict.passed else "failing"
 
 
-def progress(notebook: str) -> Progress:
-    """Print, for each exercise of ``notebook`` (``initialization``, ``optimizers``, ``landscapes``,
-    ``modern_ml``), whether its last check in this kernel passed (✓), failed (✗) or is still untouched (·)."""
+def _progress(notebook: str) -> Progress:
+    """The :class:`Progress` of ``notebook`` now, printed nowhere."""
     if notebook not in NOTEBOOKS:
         raise ValueError(f"unknown exercise notebook {notebook!r}; choose one of {', '.join(NOTEBOOKS)}")
-    result = Progress(notebook, {name: _state(name) for name in NOTEBOOKS[notebook]})
+    from .. import __version__
+
+    names = NOTEBOOKS[notebook]
+    return Progress(notebook, {name: _state(name) for name in names}, grading.now(), __version__,
+                    {name: _ANSWERS.get(name, {}).get("code_sha256") if name in _VERDICTS else None for name in names})
+
+
+def progress(notebook: str, save: str | Path | None = None) -> Progress:
+    """Print, for each exercise of ``notebook`` (``initialization``, ``optimizers``, ``landscapes``,
+    ``modern_ml``), whether its last check in this kernel passed (✓), failed (✗) or is still untouched (·), with
+    the hash of the code each check ran. With ``save``, also write the report as JSON to that file (atomically), for
+    a student to hand in; its fields are described in :func:`.grading.report_dict`."""
+    result = _progress(notebook)
     print(result)
+    if save is not None:
+        print(f"  report written to {result.save(save)}")
     return result
 
 
@@ -292,7 +330,7 @@ check = _Check()
 # --------------------------------------------------------------------------------------------- the notebooks
 # Imported last: each module registers its checkers with the machinery above. Re-exported: the problem constants
 # and the helpers the notebooks and the solutions page use (``ex.ROSENBROCK_START``, ``ex.deep_relu_mlp``, ...).
-from . import initialization, optimizers, landscapes, modern_ml  # noqa: E402
+from . import grading, initialization, optimizers, landscapes, modern_ml  # noqa: E402
 from .initialization import BATCHNORM_SETUP, INIT_EXPERIMENT, INIT_TARGET_LOSS  # noqa: E402
 from .landscapes import tiny_hessian_problem  # noqa: E402
 from .modern_ml import (CHECKPOINT_SETUP, DOUBLE_DESCENT_SETUP, GROKKING_SETUP, ModularAdditionMLP,  # noqa: E402
@@ -300,7 +338,7 @@ from .modern_ml import (CHECKPOINT_SETUP, DOUBLE_DESCENT_SETUP, GROKKING_SETUP, 
 from .optimizers import (ADAM_HPARAMS, LION_HPARAMS, QUADRATIC_A, QUADRATIC_X0, ROSENBROCK_ADAM,  # noqa: E402
                          ROSENBROCK_MIN, ROSENBROCK_START, SGD_PROBLEM, rosenbrock)
 
-__all__ = ["check", "progress", "Result", "Fail", "CHECKERS", "NOTEBOOKS",
+__all__ = ["check", "progress", "Progress", "Result", "Fail", "CHECKERS", "NOTEBOOKS", "grading",
            "initialization", "optimizers", "landscapes", "modern_ml",
            "BATCHNORM_SETUP", "INIT_EXPERIMENT", "INIT_TARGET_LOSS", "tiny_hessian_problem",
            "CHECKPOINT_SETUP", "DOUBLE_DESCENT_SETUP", "GROKKING_SETUP", "ModularAdditionMLP", "deep_relu_mlp",
