@@ -73,134 +73,120 @@ def _rsqrt_(tensors: list[torch.Tensor]) -> None:
             t.rsqrt_()
 
 
-class SGDForeach(SGD):
+class _MultiTensor:
+    """The loop every multi-tensor ``step()`` shares: the closure, then :meth:`_group_step` on each parameter group
+    with the parameters that have a gradient and those gradients (groups without any are skipped)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        for group in self.param_groups:
+            params, grads = _with_grad(group)
+            if params:
+                self._group_step(group, params, grads)
+        return loss
+
+
+class SGDForeach(_MultiTensor, SGD):
     """:class:`~dldna_lite.optim.SGD` with multi-tensor updates."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
-            mu, tau = group["momentum"], group["dampening"]
-            grads = _l2(grads, params, group["weight_decay"])
-            if mu:
-                states = [self.state[p] for p in params]
-                old = [(s["v"], g) for s, g in zip(states, grads) if "v" in s]
-                for s, g in zip(states, grads):
-                    if "v" not in s:
-                        s["v"] = g.clone()
-                if old:
-                    vs, gs = map(list, zip(*old))
-                    torch._foreach_mul_(vs, mu)
-                    torch._foreach_add_(vs, gs, alpha=1 - tau)
-                vs = [s["v"] for s in states]
-                grads = torch._foreach_add(grads, torch._foreach_mul(vs, mu)) if group["nesterov"] else vs
-            torch._foreach_add_(params, grads, alpha=-group["lr"])
-        return loss
+    def _group_step(self, group: dict, params: list, grads: list) -> None:
+        mu, tau = group["momentum"], group["dampening"]
+        grads = _l2(grads, params, group["weight_decay"])
+        if mu:
+            states = [self.state[p] for p in params]
+            old = [(s["v"], g) for s, g in zip(states, grads) if "v" in s]
+            for s, g in zip(states, grads):
+                if "v" not in s:
+                    s["v"] = g.clone()
+            if old:
+                vs, gs = map(list, zip(*old))
+                torch._foreach_mul_(vs, mu)
+                torch._foreach_add_(vs, gs, alpha=1 - tau)
+            vs = [s["v"] for s in states]
+            grads = torch._foreach_add(grads, torch._foreach_mul(vs, mu)) if group["nesterov"] else vs
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
 
 
-class AdagradForeach(Adagrad):
+class AdagradForeach(_MultiTensor, Adagrad):
     """:class:`~dldna_lite.optim.Adagrad` with multi-tensor updates."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
-            states = [self.state[p] for p in params]
-            for p, state in zip(params, states):
-                if not state:
-                    state["step"] = 0
-                    state["G"] = torch.full_like(p, group["initial_accumulator_value"])
-                state["step"] += 1
-            grads = _l2(grads, params, group["weight_decay"])
-            Gs = [s["G"] for s in states]
-            torch._foreach_addcmul_(Gs, grads, grads)
-            denom = torch._foreach_sqrt(Gs)
-            torch._foreach_add_(denom, group["eps"])
-            lrs = [-(group["lr"] / (1 + (s["step"] - 1) * group["lr_decay"])) for s in states]
-            torch._foreach_addcdiv_(params, grads, denom, lrs)
-        return loss
+    def _group_step(self, group: dict, params: list, grads: list) -> None:
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if not state:
+                state["step"] = 0
+                state["G"] = torch.full_like(p, group["initial_accumulator_value"])
+            state["step"] += 1
+        grads = _l2(grads, params, group["weight_decay"])
+        Gs = [s["G"] for s in states]
+        torch._foreach_addcmul_(Gs, grads, grads)
+        denom = torch._foreach_sqrt(Gs)
+        torch._foreach_add_(denom, group["eps"])
+        lrs = [-(group["lr"] / (1 + (s["step"] - 1) * group["lr_decay"])) for s in states]
+        torch._foreach_addcdiv_(params, grads, denom, lrs)
 
 
-class RMSpropForeach(RMSprop):
+class RMSpropForeach(_MultiTensor, RMSprop):
     """:class:`~dldna_lite.optim.RMSprop` with multi-tensor updates."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
-            a, mu = group["alpha"], group["momentum"]
-            states = [self.state[p] for p in params]
-            for p, state in zip(params, states):
-                if not state:
-                    state["v"] = torch.zeros_like(p)
-                    if group["centered"]:
-                        state["g_avg"] = torch.zeros_like(p)
-                    if mu > 0:
-                        state["b"] = torch.zeros_like(p)
-            grads, vs = _l2(grads, params, group["weight_decay"]), [s["v"] for s in states]
-            torch._foreach_mul_(vs, a)
-            torch._foreach_addcmul_(vs, grads, grads, value=1 - a)
-            if group["centered"]:
-                g_avg = [s["g_avg"] for s in states]
-                torch._foreach_lerp_(g_avg, grads, 1 - a)
-                denom = torch._foreach_sub(vs, torch._foreach_pow(g_avg, 2))
-                torch._foreach_sqrt_(denom)
-            else:
-                denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
-            if mu > 0:
-                bs = [s["b"] for s in states]
-                torch._foreach_mul_(bs, mu)
-                torch._foreach_addcdiv_(bs, grads, denom)
-                torch._foreach_add_(params, bs, alpha=-group["lr"])
-            else:
-                torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
-        return loss
+    def _group_step(self, group: dict, params: list, grads: list) -> None:
+        a, mu = group["alpha"], group["momentum"]
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if not state:
+                state["v"] = torch.zeros_like(p)
+                if group["centered"]:
+                    state["g_avg"] = torch.zeros_like(p)
+                if mu > 0:
+                    state["b"] = torch.zeros_like(p)
+        grads, vs = _l2(grads, params, group["weight_decay"]), [s["v"] for s in states]
+        torch._foreach_mul_(vs, a)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - a)
+        if group["centered"]:
+            g_avg = [s["g_avg"] for s in states]
+            torch._foreach_lerp_(g_avg, grads, 1 - a)
+            denom = torch._foreach_sub(vs, torch._foreach_pow(g_avg, 2))
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, group["eps"])
+        if mu > 0:
+            bs = [s["b"] for s in states]
+            torch._foreach_mul_(bs, mu)
+            torch._foreach_addcdiv_(bs, grads, denom)
+            torch._foreach_add_(params, bs, alpha=-group["lr"])
+        else:
+            torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
 
 
-class _AdamStep:
+class _AdamStep(_MultiTensor):
     """``step()`` of :class:`AdamForeach` and :class:`AdamWForeach` (``decoupled`` comes from the readable class)."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
-            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            states = [self.state[p] for p in params]
-            for p, state in zip(params, states):
-                if not state:
-                    state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                    if group["amsgrad"]:
-                        state["v_max"] = torch.zeros_like(p)
-                state["step"] += 1
-            if wd and self.decoupled:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            else:
-                grads = _l2(grads, params, wd)
-            ms, vs = [s["m"] for s in states], [s["v"] for s in states]
-            torch._foreach_lerp_(ms, grads, 1 - beta1)
-            torch._foreach_mul_(vs, beta2)
-            torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-            if group["amsgrad"]:
-                vs = [s["v_max"] for s in states]
-                torch._foreach_maximum_(vs, [s["v"] for s in states])
-            denom = torch._foreach_sqrt(vs)
-            torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** s["step"]) for s in states])
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, ms, denom, [-lr * (1 / (1 - beta1 ** s["step"])) for s in states])
-        return loss
+    def _group_step(self, group: dict, params: list, grads: list) -> None:
+        lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if not state:
+                state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                if group["amsgrad"]:
+                    state["v_max"] = torch.zeros_like(p)
+            state["step"] += 1
+        if wd and self.decoupled:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        else:
+            grads = _l2(grads, params, wd)
+        ms, vs = [s["m"] for s in states], [s["v"] for s in states]
+        torch._foreach_lerp_(ms, grads, 1 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+        if group["amsgrad"]:
+            vs = [s["v_max"] for s in states]
+            torch._foreach_maximum_(vs, [s["v"] for s in states])
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** s["step"]) for s in states])
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(params, ms, denom, [-lr * (1 / (1 - beta1 ** s["step"])) for s in states])
 
 
 class AdamForeach(_AdamStep, Adam):
@@ -266,29 +252,22 @@ class AdafactorForeach(Adafactor):
         torch._foreach_addcmul_(params, us, scales)
 
 
-class LionForeach(Lion):
+class LionForeach(_MultiTensor, Lion):
     """:class:`~dldna_lite.optim.Lion` with multi-tensor updates."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = _with_grad(group)
-            if not params:
-                continue
-            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            for p in params:
-                if "m" not in self.state[p]:
-                    self.state[p]["m"] = torch.zeros_like(p)
-            ms = [self.state[p]["m"] for p in params]
-            c = torch._foreach_mul(ms, beta1)
-            torch._foreach_add_(c, grads, alpha=1 - beta1)
-            torch._foreach_sign_(c)
-            torch._foreach_mul_(params, 1 - lr * wd)
-            torch._foreach_add_(params, c, alpha=-lr)
-            torch._foreach_mul_(ms, beta2)
-            torch._foreach_add_(ms, grads, alpha=1 - beta2)
-        return loss
+    def _group_step(self, group: dict, params: list, grads: list) -> None:
+        lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+        for p in params:
+            if "m" not in self.state[p]:
+                self.state[p]["m"] = torch.zeros_like(p)
+        ms = [self.state[p]["m"] for p in params]
+        c = torch._foreach_mul(ms, beta1)
+        torch._foreach_add_(c, grads, alpha=1 - beta1)
+        torch._foreach_sign_(c)
+        torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, c, alpha=-lr)
+        torch._foreach_mul_(ms, beta2)
+        torch._foreach_add_(ms, grads, alpha=1 - beta2)
 
 
 class SophiaForeach(Sophia):
