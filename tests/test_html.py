@@ -75,7 +75,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e ".[test]" -c constraints.txt)")
+        _unavailable("playwright is not installed (pip install -e '.[test]' -c constraints.txt)")
     if not Path(CHROMIUM).exists():
         _unavailable("chromium is not installed (apt-get install chromium)")
     with sync_playwright() as p:
