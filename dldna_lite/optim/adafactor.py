@@ -22,6 +22,16 @@ class Adafactor(Optimizer):
         super().__init__(params, check_hyperparameters(lr=lr, beta2_decay=beta2_decay, eps_pair=eps, d=d,
                                                        weight_decay=weight_decay, maximize=maximize))
 
+    @staticmethod
+    def _init_state(state: dict, g: torch.Tensor) -> None:
+        """A new parameter's state: factored row and column moments for a matrix, a full one otherwise."""
+        state["step"] = 0
+        if g.dim() > 1:
+            state["R"] = g.new_zeros(g.shape[:-1] + (1,))
+            state["C"] = g.new_zeros(g.shape[:-2] + (1, g.shape[-1]))
+        else:
+            state["v"] = torch.zeros_like(g)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = self._closure_loss(closure)
@@ -31,12 +41,7 @@ class Adafactor(Optimizer):
                 state = self.state[p]
                 eps1 = torch.finfo(p.dtype).eps if eps1 is None else eps1
                 if not state:
-                    state["step"] = 0
-                    if g.dim() > 1:
-                        state["R"] = g.new_zeros(g.shape[:-1] + (1,))
-                        state["C"] = g.new_zeros(g.shape[:-2] + (1, g.shape[-1]))
-                    else:
-                        state["v"] = torch.zeros_like(g)
+                    self._init_state(state, g)
                 state["step"] += 1
                 t = state["step"]
                 beta2_hat = t ** group["beta2_decay"]

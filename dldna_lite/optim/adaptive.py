@@ -53,6 +53,16 @@ class RMSprop(Optimizer):
         super().__init__(params, check_hyperparameters(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                                        momentum=momentum, centered=centered, maximize=maximize))
 
+    @staticmethod
+    def _init_state(state: dict, p: torch.Tensor, group: dict) -> None:
+        """A new parameter's state: the squared-gradient average, the gradient average if ``centered``, the
+        momentum buffer if ``momentum > 0``."""
+        state["v"] = torch.zeros_like(p)
+        if group["centered"]:
+            state["g_avg"] = torch.zeros_like(p)
+        if group["momentum"] > 0:
+            state["b"] = torch.zeros_like(p)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = self._closure_loss(closure)
@@ -61,11 +71,7 @@ class RMSprop(Optimizer):
             for p, g in self.params_with_grad(group):
                 state = self.state[p]
                 if not state:
-                    state["v"] = torch.zeros_like(p)
-                    if group["centered"]:
-                        state["g_avg"] = torch.zeros_like(p)
-                    if mu > 0:
-                        state["b"] = torch.zeros_like(p)
+                    self._init_state(state, p, group)
                 if group["weight_decay"]:
                     g = g + group["weight_decay"] * p
                 state["v"].mul_(a).addcmul_(g, g, value=1 - a)

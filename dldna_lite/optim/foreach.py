@@ -135,11 +135,7 @@ class RMSpropForeach(_MultiTensor, RMSprop):
         states = [self.state[p] for p in params]
         for p, state in zip(params, states):
             if not state:
-                state["v"] = torch.zeros_like(p)
-                if group["centered"]:
-                    state["g_avg"] = torch.zeros_like(p)
-                if mu > 0:
-                    state["b"] = torch.zeros_like(p)
+                self._init_state(state, p, group)
         grads, vs = _l2(grads, params, group["weight_decay"]), [s["v"] for s in states]
         torch._foreach_mul_(vs, a)
         torch._foreach_addcmul_(vs, grads, grads, value=1 - a)
@@ -209,12 +205,7 @@ class AdafactorForeach(Adafactor):
             for p, g in zip(*_with_grad(group)):
                 state = self.state[p]
                 if not state:
-                    state["step"] = 0
-                    if g.dim() > 1:
-                        state["R"] = g.new_zeros(g.shape[:-1] + (1,))
-                        state["C"] = g.new_zeros(g.shape[:-2] + (1, g.shape[-1]))
-                    else:
-                        state["v"] = torch.zeros_like(g)
+                    self._init_state(state, g)
                 state["step"] += 1
                 same = parts.setdefault((state["step"], g.dim() > 1, p.dtype), ([], []))
                 same[0].append(p)
@@ -276,9 +267,7 @@ class SophiaForeach(Sophia):
     @torch.no_grad()
     def step(self, closure=None):
         loss = self._closure_loss(closure)
-        if self.estimator is not None and self.param_groups[0]["step"] % self.update_period == 0:
-            with torch.enable_grad():
-                self.update_hessian(self.estimator())
+        self._refresh_hessian()
         for group in self.param_groups:
             group["step"] += 1
             params, grads = _with_grad(group)

@@ -51,12 +51,16 @@ class Sophia(Optimizer):
         for (p, beta2), h_hat_p in zip(pairs, h_hat):
             self._state(p)["h"].lerp_(h_hat_p.to(p), 1 - beta2)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = self._closure_loss(closure)
+    def _refresh_hessian(self) -> None:
+        """Every ``update_period`` steps, when an estimator was given: a new Hessian estimate into the average."""
         if self.estimator is not None and self.param_groups[0]["step"] % self.update_period == 0:
             with torch.enable_grad():
                 self.update_hessian(self.estimator())
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        self._refresh_hessian()
         for group in self.param_groups:
             group["step"] += 1
             lr, (beta1, _), wd = group["lr"], group["betas"], group["weight_decay"]
