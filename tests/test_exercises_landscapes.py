@@ -19,16 +19,20 @@ def sol():
 
 
 # --------------------------------------------------------------------------------------------- 1. filter normalization
-def _direction(rescale):
-    """A direction drawn as the task says, each weight's Gaussian D rescaled by ``rescale(D, W)``."""
+def _gaussian(shape, generator, dtype):
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def _direction(rescale, draw=_gaussian):
+    """A direction drawn as the task says, each weight's ``D = draw(shape, generator, dtype)`` (Gaussian unless
+    told otherwise) rescaled by ``rescale(D, W)``; zero for biases."""
     def direction(model, generator=None):
         out = []
         for W in model.parameters():
             if W.dim() <= 1:
                 out.append(torch.zeros_like(W))
                 continue
-            D = torch.randn(W.shape, generator=generator, dtype=W.dtype)
-            out.append(rescale(D, W.detach()))
+            out.append(rescale(draw(W.shape, generator, W.dtype), W.detach()))
         return out
     return direction
 
@@ -176,19 +180,14 @@ def test_power_iteration_agrees_with_hessian_module():
 
 
 # --------------------------------------------------------------------------------------------- properties (issue 29)
+def _filter_rescale(D, W):
+    """Each filter of ``D`` to the norm of the same filter of ``W``: the task's rescaling."""
+    return D * (W.flatten(1).norm(dim=1) / D.flatten(1).norm(dim=1)).view(-1, *[1] * (W.dim() - 1))
+
+
 def _wrap(draw):
     """A direction normalised filter by filter as the task says, from ``draw(shape, generator, dtype)``."""
-    def direction(model, generator=None):
-        out = []
-        for W in model.parameters():
-            if W.dim() <= 1:
-                out.append(torch.zeros_like(W))
-                continue
-            D = draw(W.shape, generator, W.dtype)
-            scale = W.detach().flatten(1).norm(dim=1) / D.flatten(1).norm(dim=1)
-            out.append(D * scale.view(-1, *[1] * (W.dim() - 1)))
-        return out
-    return direction
+    return _direction(_filter_rescale, draw)
 
 
 def test_filter_direction_checks_the_law_of_the_filters():
