@@ -1,4 +1,4 @@
-"""``python -m dldna_lite.landscape``: the loss-landscape scan of a checkpoint (chapter 03), on one process or under
+"""``python -m dldna_lite.landscape``: the loss-landscape scan of a checkpoint (chapters 03-04), on one process or under
 ``torchrun`` (:mod:`dldna_lite.landscape.cli`)."""
 import sys
 

@@ -1,5 +1,5 @@
 """Checkpoints a scan can rebuild a model from, and hashes that say two processes hold the same tensors
-(chapter 03's torchrun scan, :mod:`dldna_lite.landscape.cli`).
+(the torchrun scan of the appendix page "Running this book", :mod:`dldna_lite.landscape.cli`).
 
 :func:`save_checkpoint` writes ``{"format", "model", "kwargs", "state_dict"}``, which
 ``torch.load(weights_only=True)`` reads; :func:`load_checkpoint` also takes a bare ``state_dict`` with a model name

@@ -1,5 +1,5 @@
 """``python -m dldna_lite.landscape``: a filter-normalized loss-landscape scan of a checkpoint, on one process or
-many (chapter 03, last section).
+many (the appendix page "Running this book", section "Scanning with several processes").
 
 One process::
 

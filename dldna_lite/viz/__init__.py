@@ -29,3 +29,9 @@ __all__ = ["PALETTE", "color", "new_axes", "plot_history", "plot_steps", "plot_l
            "plot_landscape_contour", "plot_landscape_3d", "plot_hessian_spectrum", "plot_persistence",
            "plot_wavelet_energy", "plot_wavelet_decomposition", "plot_path_losses", "plot_monitor", "plot_sharpness",
            "plot_grokking", "plot_double_descent", "plot_backprop_cost"]
+from .dynamics import plot_batch_sweep, plot_schedule_run  # chapter 05 (issue 28); not yet in __all__
+from .modern_ml import plot_grokking_loss, plot_layer_grad_norms  # chapters 06, 07 (issue 28); not yet in __all__
+from .landscapes import (plot_curvature_history, plot_eigenvector_plane, plot_embeddings,  # chapters 03, 04 (issue 28);
+                         plot_filled_contour, plot_interpolations, plot_loss_pictures,  # not yet in __all__
+                         plot_paths_on_plane, plot_planes, plot_rescaling_slices, plot_slice_marker)
+from .initialization import plot_batchnorm_runs  # chapter 01 (issue 28); not yet in __all__

@@ -68,3 +68,41 @@ def plot_sharpness(runs: dict, axes=None):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return axes
+
+
+def plot_schedule_run(lrs, history, *, lr_max: float, smooth: int = 10, loss_ylim=(0.2, 3)):
+    """One run under a learning-rate schedule: the schedule ``lrs`` (left, y axis up to ``1.05 * lr_max`` so that
+    runs of several peaks share it) and the ``smooth``-step moving average of the minibatch loss of ``history``
+    (right, log scale, ``loss_ylim``), titled with its test accuracy. Returns the figure (for
+    :func:`dldna_lite.widgets.interactive_figure`)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(7.5, 3), constrained_layout=True)
+    ax_lr.plot(lrs, color=color("warmup_cosine"))
+    ax_lr.set(ylim=(0, 1.05 * lr_max), xlabel="step", ylabel=r"learning rate $\eta_t$")
+    loss = np.convolve(history["loss"], np.ones(smooth) / smooth, mode="valid")
+    ax_loss.plot(np.arange(smooth, len(history["loss"]) + 1), loss, color=color("warmup_cosine"))
+    ax_loss.set(ylim=loss_ylim, yscale="log", xlabel="step", ylabel=f"minibatch loss ({smooth}-step mean)")
+    ax_loss.set_title(f"test accuracy: {history.describe('test_acc', '{:.3f}')}", fontsize=9)
+    for ax in (ax_lr, ax_loss):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_batch_sweep(sweeps: dict, axes=None):
+    """Large-batch training: test accuracy, generalization gap and sharpness against the batch size (log 2), one
+    line per ``rule label -> rows`` of :func:`dldna_lite.dynamics.batch_size_sweep`; diverged runs are left out.
+    Returns the axes."""
+    axes = new_axes(axes, 3, figsize=(7.5, 2.6))
+    for rule, rows in sweeps.items():
+        ok = [r for r in rows if r["diverged_at"] is None]
+        for ax, key in zip(axes, ("test_acc", "gap", "sharpness")):
+            ax.plot([r["batch_size"] for r in ok], [r[key] for r in ok], marker="o", color=color(rule), label=rule)
+    for ax, ylabel in zip(axes, ("test accuracy (fraction)", "test − train loss", "sharpness λ_max")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return axes

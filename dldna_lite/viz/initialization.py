@@ -41,3 +41,21 @@ def plot_singular_values(spectra: dict, ax=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_batchnorm_runs(bn_runs: dict, plain_runs: dict, ax=None, title: str | None = None, smooth: int = 20):
+    """Per-step training loss of each initialization with BatchNorm (solid) and without (dotted), chapter
+    "Initialization": ``bn_runs[name]`` and ``plain_runs[name]`` are :class:`~dldna_lite.train.History` objects of the
+    same network; moving average over ``smooth`` steps, palette colour of ``name``. Returns the axis."""
+    from .training import plot_steps
+
+    ax = new_axes(ax, figsize=(5.5, 3.2))
+    for name, history in bn_runs.items():
+        plot_steps(history, ax=ax, label=f"{name} + BN", color_name=name, smooth=smooth)
+        plot_steps(plain_runs[name], ax=ax, label=f"{name}, no BN", color_name=name, smooth=smooth)
+        ax.lines[-1].set_linestyle(":")
+    ax.set_ylabel("training loss (cross-entropy)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax

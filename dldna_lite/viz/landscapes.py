@@ -163,3 +163,145 @@ def plot_path_losses(paths: dict, key: str = "loss", ax=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
+
+
+# --- figures of the chapters' cells (issue 28: the plotting boilerplate of a cell, kept out of the notebook) --------
+
+def plot_interpolations(lines: dict, end: str, axes=None):
+    """One panel per starting point of a linear interpolation (chapter 03): ``lines`` maps a start label (``"init"``,
+    ``"epoch 1"``) to ``{split: interpolate(...) dict}``; ``end`` names the final weights in the x label. Log loss
+    axis, the segment ``[0, 1]`` shaded. Returns the axes."""
+    axes = new_axes(axes, len(lines), figsize=(7.5, 3.0))
+    for ax, (label, curves) in zip(axes, lines.items()):
+        plot_landscape_1d(curves, ax=ax, xlabel=rf"$\alpha$ (0 = {label}, 1 = {end})",
+                          title=f"from {label} to the final weights", logy=True)
+        ax.axvspan(0, 1, color="grey", alpha=0.1)
+    return axes
+
+
+def plot_rescaling_slices(alphas, slices: dict, axes=None):
+    """The ReLU-rescaling check of chapter 03: one panel per direction (unnormalized, filter-normalized), the slice
+    of the network (``"original"``, solid) and of its rescaled twin (``"rescaled"``, dashed); ``slices[norm, label]``
+    is a ``scan_1d`` dict over ``alphas``, ``norm`` in ``"none"``, ``"filter"``. Returns the axes."""
+    axes = new_axes(axes, 2, figsize=(7.5, 3.0))
+    titles = ("unnormalized direction", "filter-normalized direction")
+    for ax, norm, title in zip(axes, ("none", "filter"), titles):
+        for label, style, name in (("original", "-", "final"), ("rescaled", "--", "epoch 1")):
+            ax.plot(alphas, slices[norm, label]["loss"], style, label=label, color=color(name))
+        ax.set(xlabel=r"$\alpha$", ylabel="test loss (cross-entropy)", title=title, yscale="log")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return axes
+
+
+def plot_planes(planes: dict):
+    """One column per 2D slice (``planes`` maps a name to a ``scan_2d`` dict): labelled log contours above, the
+    surface in 3D (log loss) below. Returns the figure."""
+    fig = plt.figure(figsize=(3.75 * len(planes), 6.4), constrained_layout=True)
+    for k, (name, scan) in enumerate(planes.items()):
+        plot_landscape_contour(scan, ax=fig.add_subplot(2, len(planes), k + 1), title=f"{name}: contours")
+        plot_landscape_3d(scan, ax=fig.add_subplot(2, len(planes), k + 1 + len(planes), projection="3d"),
+                          title=f"{name}: surface", log=True)
+    return fig
+
+
+def plot_eigenvector_plane(scan: dict):
+    """The plane of the top two Hessian eigenvectors (chapter 03), a ``scan_2d`` dict: linear contours next to the
+    3D surface. Returns the figure."""
+    fig = plt.figure(figsize=(7.5, 3.2), constrained_layout=True)
+    plot_landscape_contour(scan, ax=fig.add_subplot(1, 2, 1), log=False, title="top-2 eigenvector plane",
+                           xlabel=r"$\lambda_1$-direction step", ylabel=r"$\lambda_2$-direction step")
+    plot_landscape_3d(scan, ax=fig.add_subplot(1, 2, 2, projection="3d"), title="surface")
+    return fig
+
+
+def plot_curvature_history(epochs, series: dict, axes=None):
+    """Curvature over the saved epochs (chapter 03): one panel per entry of ``series`` (y label -> values, e.g. the
+    top eigenvalue and the Hutchinson trace), against ``epochs`` (0 = initialization). Returns the axes."""
+    axes = new_axes(axes, len(series), figsize=(7.5, 2.8))
+    for ax, (label, values) in zip(axes, series.items()):
+        ax.plot(epochs, values, marker="o", color=color("final"))
+        ax.set(xlabel="epoch (0 = initialization)", ylabel=label)
+        ax.grid(alpha=0.3)
+    return axes
+
+
+def plot_slice_marker(scans: dict, chosen, alpha: float, name: str):
+    """The slider figure of chapter 03: several 1D slices through the same weights (``scans`` maps a direction seed
+    to a ``scan_1d`` dict, one ``alpha`` grid), the others light grey, ``chosen`` in the palette colour of ``name``,
+    and a marker at the grid point nearest ``alpha`` whose loss and accuracy the title gives. Returns the figure."""
+    import numpy as np
+    from matplotlib.ticker import FormatStrFormatter
+
+    scan = scans[chosen]
+    i = int(np.argmin(np.abs(scan["alpha"] - alpha)))
+    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    for s, other in scans.items():
+        ax.plot(scan["alpha"], other["loss"], color="lightgray" if s != chosen else color(name))
+    ax.plot(scan["alpha"][i], scan["loss"][i], "o", color="black")
+    ax.set(xlabel=r"$\alpha$", ylabel="test loss (cross-entropy)", yscale="log",
+           title=f"{name}, direction seed {chosen}: loss {scan['loss'][i]:.3f}, accuracy {scan['acc'][i]:.3f}")
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))   # plain numbers within a decade, not 2.4x10^0
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_paths_on_plane(grid, paths: dict, *, figsize, xlabel: str, ylabel: str, **kwargs):
+    """A figure of optimizer paths on a surface (chapter 04's sliders): :func:`plot_trajectory` of ``grid = (X, Y,
+    Z)`` and ``paths`` with ``kwargs`` (``minimum``, ``title``, ``log_levels``), the axis labels, and the legend
+    outside the axis on the right. Returns the figure."""
+    from .optimizers import plot_trajectory
+
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    plot_trajectory(grid, paths, ax=ax, **kwargs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return fig
+
+
+def plot_embeddings(panels: dict, runs: dict, axes=None):
+    """Side by side, 2D embeddings of the same stacked checkpoints (chapter 04: PCA and t-SNE): ``panels`` maps a
+    title to ``(points [n, 2], xlabel, ylabel)``, ``runs`` maps each run's label to its number of rows, in stacking
+    order. A run is a line of dots coloured by the first word of its label; the legend is on the last axis. Returns
+    the axes."""
+    axes = new_axes(axes, len(panels), figsize=(7.5, 3.4))
+    for ax, (title, (points, xlabel, ylabel)) in zip(axes, panels.items()):
+        offset = 0
+        for k, (label, n) in enumerate(runs.items()):
+            ax.plot(*points[offset:offset + n].T, "-o", ms=2, lw=0.8, color=color(label.split(" ")[0], k),
+                    alpha=0.5 + 0.5 * (k % 2), label=label)
+            offset += n
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    axes[-1].legend(fontsize=6)
+    return axes
+
+
+def plot_filled_contour(xs, ys, Z, ax=None, *, label: str, title: str | None = None, xlabel: str = r"$\alpha$",
+                        ylabel: str = r"$\beta$", levels: int = 30):
+    """Filled contours of a surface ``Z [Y, X]`` over the grid ``xs``, ``ys``, with a colour bar labelled ``label``.
+    Returns the axis."""
+    ax = new_axes(ax, figsize=(3.8, 3.4))
+    image = ax.contourf(xs, ys, Z, levels=levels, cmap="viridis")
+    plt.colorbar(image, ax=ax, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_loss_pictures(pictures: dict, span: float, vmax: float, axes=None):
+    """Loss images side by side (chapter 04's sightseeing plane): ``pictures`` maps a title to an array ``[n, n]``
+    (row 0 at the top) over the square ``[-span, span]^2``, pixel centres on the grid points, one colour scale from 0
+    to ``vmax`` and one colour bar for all. Returns the axes."""
+    axes = new_axes(axes, len(pictures), figsize=(7.5, 3.4))
+    for ax, (title, Z) in zip(axes, pictures.items()):
+        half = span / (len(Z) - 1)                                # pixel centres at the grid points
+        image = ax.imshow(Z, cmap="viridis", vmin=0, vmax=vmax,
+                          extent=(-span - half, span + half, -span - half, span + half))
+        ax.set(title=title, xlabel="$a$ (along $u$)", ylabel="$b$ (along $v$)")
+    axes[0].figure.colorbar(image, ax=axes, label="loss (cross-entropy)")
+    return axes

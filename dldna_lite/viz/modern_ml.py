@@ -75,3 +75,42 @@ def plot_backprop_cost(profile: dict, axes=None):
         ax.yaxis.set_minor_formatter(NullFormatter())
     axes[1].legend(fontsize=8)
     return axes
+
+
+def plot_grokking_loss(runs: dict, axes=None):
+    """Grokking, the other half: train (dashed) and validation (solid) cross-entropy (left, log) and the weight norm
+    (right) against the step (log axis), for each ``label -> run`` of :func:`dldna_lite.generalization.train_grokking`.
+    Returns the axes."""
+    axes = new_axes(axes, 2, figsize=(7.5, 3.2))
+    for k, (name, run) in enumerate(runs.items()):
+        c = color(name, k)
+        axes[0].plot(run["step"], run["train_loss"], ls="--", color=c, label=f"{name}: train")
+        axes[0].plot(run["step"], run["val_loss"], color=c, label=f"{name}: validation")
+        axes[1].plot(run["step"], run["weight_norm"], color=c, label=name)
+    axes[0].set_ylabel("cross-entropy")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel(r"weight norm $\|\theta\|_2$")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("optimization step (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return axes
+
+
+def plot_layer_grad_norms(norms: dict, axes=None):
+    """Vanishing and exploding gradients: the norms of the backward signal :math:`\\delta_\\ell` (left) and of the
+    weight gradients (right) per layer (log scale), one line per ``label -> norms`` of
+    :func:`dldna_lite.backprop.layer_grad_norms` (keys ``preact`` and ``weight``). Returns the axes."""
+    axes = new_axes(axes, 2, figsize=(7.5, 3.2))
+    for k, (label, nm) in enumerate(norms.items()):
+        for ax, key in zip(axes, ("preact", "weight")):
+            ax.plot(range(1, len(nm[key]) + 1), nm[key], marker=".", color=color(label, k), label=label)
+    axes[0].set_ylabel(r"$\|\delta_\ell\|_F = \|\partial L / \partial z_\ell\|_F$")
+    axes[1].set_ylabel(r"$\|\partial L / \partial W_\ell\|_F$")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("layer $\\ell$ (1 = input side)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return axes
