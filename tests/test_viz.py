@@ -25,6 +25,14 @@ def _scan():
     return dict(xs=xs, ys=ys, loss=1 + X ** 2 + Y ** 2)
 
 
+ALPHAS = np.linspace(-1, 1, 5)
+
+
+def _slice(scale=1.0):
+    """A ``scan_1d`` / ``interpolate`` dict over ``ALPHAS``."""
+    return dict(alpha=ALPHAS, loss=scale * (1 + ALPHAS ** 2), acc=0.9 - 0.1 * ALPHAS ** 2)
+
+
 def _monitor():
     loss = np.linspace(2, 1, 10)
     return dict(loss=loss, grad_norm=loss, param_change=loss[1:], weight_norm=loss, loss_improvement=-np.diff(loss))
@@ -69,6 +77,38 @@ CALLS = {
                               train_error=np.array([0.4, 0.0, 0.0]), test_mse=np.array([1.0, 9.0, 0.5]), n_train=100)}),
     "plot_backprop_cost": lambda: viz.plot_backprop_cost({"vanilla": dict(depth=[2, 4, 8], peak=[3, 5, 9],
                                                                           time=[1e-3, 2e-3, 4e-3])}),
+    # the chapters' figures (issue 28), called with the shapes and keys the chapters pass
+    "plot_batchnorm_runs": lambda: viz.plot_batchnorm_runs({"kaiming_normal": _history()},
+                                                           {"kaiming_normal": _history()}, title="t", smooth=3),
+    "plot_interpolations": lambda: viz.plot_interpolations(
+        {label: {"train": _slice(), "test": _slice()} for label in ("init", "epoch 1")}, end="epoch 3"),
+    "plot_rescaling_slices": lambda: viz.plot_rescaling_slices(
+        ALPHAS, {(norm, label): _slice() for norm in ("none", "filter") for label in ("original", "rescaled")}),
+    "plot_planes": lambda: viz.plot_planes({"no dropout": _scan(), "dropout 0.2": _scan()}),
+    "plot_eigenvector_plane": lambda: viz.plot_eigenvector_plane(_scan()),
+    "plot_curvature_history": lambda: viz.plot_curvature_history(
+        np.array([0, 1, 2]), {"top eigenvalue": np.array([5.0, 9.0, 7.0]), "trace": np.array([50.0, 80.0, 60.0])}),
+    "plot_slice_marker": lambda: viz.plot_slice_marker({0: _slice(), 1: _slice(2.0)}, 1, 0.3, "final"),
+    "plot_paths_on_plane": lambda: viz.plot_paths_on_plane(
+        _scan_grid(), {"SGD lr=0.1": np.array([[1.0, 1.0], [0.5, 0.2]])}, figsize=(4, 3), xlabel="a", ylabel="b",
+        minimum=(0, 0), log_levels=False, title="t"),
+    "plot_embeddings": lambda: viz.plot_embeddings(
+        {"PCA": (np.random.default_rng(0).normal(size=(6, 2)), "a", "b"),
+         "t-SNE": (np.random.default_rng(1).normal(size=(6, 2)), "t-SNE 1", "t-SNE 2")},
+        {"SGD lr=0.1": 3, "Adam lr=0.01": 3}),
+    "plot_filled_contour": lambda: viz.plot_filled_contour(*(_scan()[k] for k in ("xs", "ys", "loss")), label="error",
+                                                           xlabel="a", ylabel="b", title="t"),
+    "plot_loss_pictures": lambda: viz.plot_loss_pictures({"target": np.eye(5), "trained plane": _scan()["loss"]},
+                                                         span=1.0, vmax=3.0),
+    "plot_schedule_run": lambda: viz.plot_schedule_run(np.linspace(0, 0.1, 12), _history(), lr_max=0.1, smooth=3),
+    "plot_batch_sweep": lambda: viz.plot_batch_sweep({"linear scaling": [
+        dict(batch_size=b, diverged_at=None, test_acc=0.8, gap=0.1 * b, sharpness=5.0 / b) for b in (32, 64)]
+        + [dict(batch_size=128, diverged_at=3, test_acc=None, gap=None, sharpness=None)]}),
+    "plot_grokking_loss": lambda: viz.plot_grokking_loss({"weight decay": dict(
+        step=np.array([1, 10, 100]), train_loss=np.array([2.0, 0.1, 0.01]), val_loss=np.array([2.0, 3.0, 0.1]),
+        weight_norm=np.array([30.0, 40.0, 20.0]))}),
+    "plot_layer_grad_norms": lambda: viz.plot_layer_grad_norms({f"gain {g}": dict(
+        preact=[g ** k for k in range(3)], weight=[0.5 * g ** k for k in range(4)]) for g in (0.8, 1.25)}),
 }
 
 
@@ -79,6 +119,9 @@ def _scan_grid():
 
 
 def _axes(result):
+    """The axes a plot returned: an axis, a sequence or array of them, or a figure (its axes)."""
+    if isinstance(result, matplotlib.figure.Figure):
+        return list(result.axes)
     return list(np.ravel(result)) if isinstance(result, (list, tuple, np.ndarray)) else [result]
 
 
