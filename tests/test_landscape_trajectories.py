@@ -21,6 +21,8 @@ def test_pca_matches_svd_and_ratios_sum_below_one():
     np.testing.assert_allclose(ratios, s[:3] ** 2 / np.sum(s ** 2), rtol=1e-10)
     D = out["directions"]
     np.testing.assert_allclose((D @ D.T).numpy(), np.eye(3), atol=1e-10)
+    largest = D.gather(1, D.abs().argmax(1, keepdim=True))
+    assert (largest > 0).all()                                             # scikit-learn's sign convention
     np.testing.assert_allclose(out["coords"][-1], 0, atol=1e-12)          # the origin (last point) is (0, 0)
     np.testing.assert_allclose(out["coords"], M @ D.T.numpy(), atol=1e-10)
 

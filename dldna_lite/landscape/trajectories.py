@@ -1,7 +1,7 @@
 """Where training goes: trajectories of flat weights and the planes they span (chapter 04).
 
 * :func:`record_trajectory` keeps flattened weights ``[T, P]`` during :func:`dldna_lite.fit`;
-* :func:`trajectory_pca` projects them on their top principal directions (scikit-learn PCA, as in Li et al. 2018 §7);
+* :func:`trajectory_pca` projects them on their top principal directions (an exact PCA, as in Li et al. 2018 §7);
 * :func:`random_walks` gives random walks of the same size, the baseline for that PCA's explained variance;
 * :func:`tsne_embedding` embeds checkpoints with t-SNE (not an isometry);
 * :func:`plane_surface` scans the loss on a plane of flat directions with the scan engine
@@ -91,17 +91,22 @@ def _epoch_by_epoch(model, data, optimizer, epochs: int, seed: int, points: list
 
 def trajectory_pca(trajectories: dict[str, torch.Tensor] | torch.Tensor, *, origin: torch.Tensor | None = None,
                    n_components: int = 2) -> dict:
-    """PCA of checkpoints relative to ``origin`` (Li et al. 2018 §7), with scikit-learn.
+    """PCA of checkpoints relative to ``origin`` (Li et al. 2018 §7), exact, in float64.
 
     ``trajectories``: one ``[T, P]`` tensor or a dict of them (fitted jointly, e.g. several optimizers from one
     init). ``origin`` ``[P]`` defaults to the last point of the (first) trajectory. The PCA is fitted on the rows of
-    ``W - origin`` (scikit-learn centres them); the returned coordinates are ``(W - origin) @ directions.T``, so the
-    origin sits at ``(0, 0)``. Returns ``dict(directions=[k, P] tensor (orthonormal rows), coords={name: [T, k]},
+    ``W - origin``, centred; the returned coordinates are ``(W - origin) @ directions.T``, so the origin sits at
+    ``(0, 0)``. Returns ``dict(directions=[k, P] tensor (orthonormal rows), coords={name: [T, k]},
     explained_variance_ratio=[k] array)``. The trajectories may live on any device: the PCA runs on a CPU copy and
     ``directions`` come back on the device of the first trajectory.
-    """
-    from sklearn.decomposition import PCA
 
+    A trajectory has far fewer points than parameters (T ~ 10-1000, P ~ 1e5), so the PCA diagonalises the
+    ``[T, T]`` Gram matrix of the centred rows instead of taking the SVD of the ``[T, P]`` matrix: the same
+    principal directions and variances (tests/test_landscape_trajectories.py holds it against NumPy's SVD), at
+    ``T^2 P`` operations (a 124 x 79,510 trajectory: 0.4-0.6 s here, against 2.8-3.2 s for scikit-learn's
+    randomized PCA and 8 s for the full SVD, on a loaded 2-core machine). Signs follow
+    scikit-learn's convention: the largest entry of each direction is positive.
+    """
     single = isinstance(trajectories, torch.Tensor)
     trajs = {"path": trajectories} if single else dict(trajectories)
     if not trajs:
@@ -109,17 +114,20 @@ def trajectory_pca(trajectories: dict[str, torch.Tensor] | torch.Tensor, *, orig
     first = next(iter(trajs.values()))
     trajs = {name: w.detach().cpu() for name, w in trajs.items()}
     origin = next(iter(trajs.values()))[-1] if origin is None else origin.detach().cpu()
-    stacked = torch.cat([w - origin for w in trajs.values()]).double().numpy()
+    stacked = torch.cat([w - origin for w in trajs.values()]).double()
     if n_components > min(stacked.shape):
         raise ValueError(f"n_components={n_components} exceeds min(#points, P) = {min(stacked.shape)}")
-    # randomized SVD with 10 power iterations: exact to ~1e-10 on trajectories (fast-decaying spectra), 3-10x faster
-    # than the full SVD of a [T, P] matrix with P ~ 1e5
-    pca = PCA(n_components=n_components, svd_solver="randomized", iterated_power=10, n_oversamples=20,
-              random_state=0).fit(stacked)
-    directions = torch.from_numpy(pca.components_).to(first.dtype)
+    centred = stacked - stacked.mean(0)
+    variances, vectors = torch.linalg.eigh(centred @ centred.T)         # ascending; the Gram matrix is [T, T]
+    top = variances.flip(0)[:n_components].clamp_min(0)
+    directions = (vectors.flip(1)[:, :n_components].T @ centred) / top.sqrt().clamp_min(1e-300)[:, None]
+    largest = directions.gather(1, directions.abs().argmax(1, keepdim=True))
+    directions = directions * torch.where(largest < 0, -1.0, 1.0)
+    total = variances.clamp_min(0).sum()
+    directions = directions.to(first.dtype)
     coords = {name: ((w - origin) @ directions.T).numpy() for name, w in trajs.items()}
     return dict(directions=directions.to(first.device), coords=coords["path"] if single else coords,
-                explained_variance_ratio=pca.explained_variance_ratio_.copy())
+                explained_variance_ratio=(top / total).numpy().copy())
 
 
 def random_walks(W: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
