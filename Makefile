@@ -19,7 +19,7 @@ LOWEST := _build/lowest-venv
 # The oldest Python that pyproject.toml allows, for make test-lowest (pyenv's, where `python3.10` is only a shim)
 LOWEST_PYTHON ?= $(firstword $(foreach p,$(shell command -v python3.10) $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10),$(if $(shell $(p) -V 2>/dev/null),$(p))) $(PYTHON))
 
-.PHONY: setup data browser book book-quick test test-notebooks test-lowest student-kernel colab-constraints lab serve sync lock \
+.PHONY: setup data browser book book-quick test test-book test-units test-notebooks test-lowest student-kernel colab-constraints lab serve sync lock \
 	notebooks benchmarks check-html gpu-check clean
 .DEFAULT_GOAL := book
 
@@ -59,21 +59,37 @@ book-quick: setup  ## the whole book in the quick profile, in its own folder wit
 
 # The student kernel: a fresh venv with Colab's versions (constraints-colab.txt) of everything that installing this
 # repository touches, but not dldna-lite itself (scripts/student_kernel.py).
-student-kernel: setup
-	$(BIN)/python scripts/student_kernel.py build $(STUDENT) --python $(PYTHON) --constraints $(COLAB)
+# scripts/student_kernel.py needs only the standard library: it runs beside the set-up of .venv (make test: -j).
+student-kernel:
+	$(PYTHON) scripts/student_kernel.py build $(STUDENT) --python $(PYTHON) --constraints $(COLAB)
 
-# 1. the quick book, executed in the student kernel: each page from its own install cell, at Colab's versions;
-# 2. unit tests and the browser test of that book; 3. the exercise notebooks under nbval in the same kernel;
-# 4. the check that the install cells changed no version Colab ships.
-test: setup browser student-kernel
-	@bash scripts/cache-guard.sh $(QUICK)/_build quick $(COLAB)
-	DLDNA_PROFILE=quick DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 DLDNA_INSTALL=$(CURDIR) \
-	  DLDNA_BOOK_KERNEL=dldna-student JUPYTER_PATH=$(CURDIR)/$(STUDENT)/share/jupyter \
-	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going
+# make test, in three phases that keep both cores busy (each process at one thread: OMP/MKL_NUM_THREADS=1):
+# 1. set-up: .venv (local wheels), the student kernel at Colab's versions (downloads) and chromium, side by side;
+# 2. side by side: the quick book executed in the student kernel (each page from its own install cell, at Colab's
+#    versions) and the unit tests that do not need the built book (pytest -m "not built_book");
+# 3. the tests of the built book (browser, claims ledger, citations), the exercise notebooks under nbval in the same
+#    kernel (after the book: its first install cell installs the package there), and the check that the install
+#    cells changed no version Colab ships.
+# `make -j1 test` is not needed: the phases run one after the other whatever -j says.
+PHASE := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory --output-sync=target
+test:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target setup browser student-kernel
+	@$(PHASE) -j2 test-book test-units
 	DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_HTML_DIR=$(QUICK_HTML) DLDNA_REQUIRE_BROWSER=1 \
-	  DLDNA_STUDENT_PYTHON=$(CURDIR)/$(STUDENT)/bin/python $(BIN)/python -m pytest
+	  $(BIN)/python -m pytest -m built_book
 	$(MAKE) --no-print-directory notebooks KERNEL_VENV=$(STUDENT) NOTEBOOKS=exercises
 	$(BIN)/python scripts/student_kernel.py verify $(STUDENT) --constraints $(COLAB)
+
+test-book:  ## (phase 2 of make test) the quick book, executed in the student kernel
+	@bash scripts/cache-guard.sh $(QUICK)/_build quick $(COLAB)
+	@start=$$(date +%s); DLDNA_PROFILE=quick DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 DLDNA_INSTALL=$(CURDIR) \
+	  DLDNA_BOOK_KERNEL=dldna-student JUPYTER_PATH=$(CURDIR)/$(STUDENT)/share/jupyter \
+	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going && \
+	  echo "test-book: the quick book in $$(( $$(date +%s) - start )) s"
+
+test-units:  ## (phase 2 of make test) the unit tests that do not read the built book
+	@start=$$(date +%s); DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_STUDENT_PYTHON=$(CURDIR)/$(STUDENT)/bin/python \
+	  $(BIN)/python -m pytest -m "not built_book" && echo "test-units: pytest in $$(( $$(date +%s) - start )) s"
 
 # Every book and exercise notebook under nbval in a fresh student kernel at Colab's versions (the book's pages are
 # already run this way by `make test`'s quick book; this runs them live, with ipywidgets instead of static sliders).

@@ -42,6 +42,7 @@ def test_the_sources_have_no_year_and_cite_as_n_d():
         assert "year" not in entry and "title" in entry
 
 
+@pytest.mark.built_book
 def test_built_pages_show_author_year_citations():
     html_dir = os.environ.get("DLDNA_HTML_DIR")
     if not html_dir:

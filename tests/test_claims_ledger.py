@@ -284,6 +284,7 @@ def expected_rows(md: Path, profile: str, statements: list[str]) -> int:
     return n
 
 
+@pytest.mark.built_book
 def test_real_book_ledger_lists_every_claim_of_the_chapters():
     html = os.environ.get("DLDNA_HTML_DIR")
     if not html:

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-pytestmark = pytest.mark.html
+pytestmark = [pytest.mark.html, pytest.mark.built_book]
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML_DIR = Path(os.environ.get("DLDNA_HTML_DIR", ROOT / "_build/quick/_build/html"))
