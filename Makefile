@@ -63,7 +63,7 @@ book-quick: setup  ## the whole book in the quick profile, in its own folder wit
 student-kernel:
 	$(PYTHON) scripts/student_kernel.py build $(STUDENT) --python $(PYTHON) --constraints $(COLAB)
 
-# make test, in three phases that keep both cores busy (each process at one thread: OMP/MKL_NUM_THREADS=1):
+# make test, in three phases that keep both cores busy (phase 2: each process at one thread, OMP/MKL_NUM_THREADS=1,
 # 1. set-up: .venv (local wheels), the student kernel at Colab's versions (downloads) and chromium, side by side;
 # 2. side by side: the quick book executed in the student kernel (each page from its own install cell, at Colab's
 #    versions) and the unit tests that do not need the built book (pytest -m "not built_book");
@@ -71,7 +71,9 @@ student-kernel:
 #    kernel (after the book: its first install cell installs the package there), and the check that the install
 #    cells changed no version Colab ships.
 # `make -j1 test` is not needed: the phases run one after the other whatever -j says.
-PHASE := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory --output-sync=target
+# (OMP_NUM_THREADS=2 make test runs it at two threads per process instead)
+PHASE := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(MAKE) --no-print-directory \
+  --output-sync=target
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup browser student-kernel
 	@$(PHASE) -j2 test-book test-units
