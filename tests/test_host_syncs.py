@@ -1,16 +1,19 @@
 """The training loops read nothing back to the host between logging points (issue 27).
 
 A read of a device tensor from the host (``.item()``, ``bool()``, ``float()``, ``.tolist()``, ``.cpu()``, ...) makes
-the CPU wait until the GPU has caught up: one per step starves a GPU. :class:`HostReads` counts them with a
-``TorchFunctionMode``. The model runs on the ``meta`` device (tests/fake_device.py), a stand-in for a GPU whose
-tensors can be told from the host's: a call counts when the tensor it reads lives off the CPU -- as on a real
-accelerator, where reading a CPU tensor (Adam's step counter, a CPU random permutation) costs no synchronisation.
-The counts must not grow with the number of steps: one read per epoch / evaluation / logging point.
+the CPU wait until the GPU has caught up: one per step starves a GPU. :class:`HostReads` (from scripts/gpu_check.py,
+whose micro-check on a real GPU uses it too) counts them with a ``TorchFunctionMode``. The model runs on the ``meta``
+device (tests/fake_device.py), a stand-in for a GPU whose tensors can be told from the host's: a call counts when
+the tensor it reads lives off the CPU -- as on a real accelerator, where reading a CPU tensor (Adam's step counter, a
+CPU random permutation) costs no synchronisation. The counts must not grow with the number of steps: one read per
+epoch / evaluation / logging point.
 """
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
 import dldna_lite as dl
 from dldna_lite import dynamics as dyn
@@ -18,38 +21,8 @@ from dldna_lite import generalization as gz
 from dldna_lite import models
 from fake_device import META, fake_device
 
-READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__complex__"}
-
-
-def _to_host(args, kwargs) -> bool:
-    """Whether ``Tensor.to(*args, **kwargs)`` targets the CPU."""
-    for a in (*args[1:], kwargs.get("device")):
-        if isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu":
-            return True
-        if isinstance(a, torch.Tensor) and a.device.type == "cpu":
-            return True
-    return False
-
-
-class HostReads(TorchFunctionMode):
-    """Counts host reads of off-CPU tensors; ``where`` lists the method names in order."""
-
-    def __init__(self):
-        super().__init__()
-        self.where: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        self_ = args[0] if args else None
-        if isinstance(self_, torch.Tensor) and self_.device.type != "cpu":
-            if name in READS or (name == "to" and _to_host(args, kwargs)):
-                self.where.append(name)
-        return func(*args, **kwargs)
-
-    @property
-    def count(self) -> int:
-        return len(self.where)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from gpu_check import READS, HostReads  # noqa: E402  (the counter the GPU check's micro-check uses too)
 
 
 def _data(n, d=20, classes=3):
