@@ -305,3 +305,23 @@ def plot_loss_pictures(pictures: dict, span: float, vmax: float, axes=None):
         ax.set(title=title, xlabel="$a$ (along $u$)", ylabel="$b$ (along $v$)")
     axes[0].figure.colorbar(image, ax=axes, label="loss (cross-entropy)")
     return axes
+
+
+def plot_split_slices(scans: dict, axes=None):
+    """1D slices on several data splits, overlaid (chapter 03): ``scans`` maps a split (``"test"``, ``"train"``) to
+    ``{(network, state): scan_1d dict}``. One panel per network (one log loss axis for all), each state (``"init"``,
+    ``"final"``) in its palette colour, the first split solid, the next dashed, then dotted. Returns the axes."""
+    networks = list(dict.fromkeys(name for name, _ in next(iter(scans.values()))))
+    if axes is None:
+        _, axes = plt.subplots(1, len(networks), figsize=(7.5, 3.0), constrained_layout=True, sharey=True,
+                               squeeze=False)
+        axes = axes[0]
+    for ax, name in zip(axes, networks):
+        for (split, curves), style in zip(scans.items(), ("-", "--", ":")):
+            for state, scan in ((s, c) for (n, s), c in curves.items() if n == name):
+                ax.plot(scan["alpha"], scan["loss"], style, color=color(state), label=f"{state}, {split}")
+        ax.set(xlabel=r"step along the direction $\alpha$", title=name, yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("loss (cross-entropy)")
+    return axes
