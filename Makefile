@@ -20,7 +20,7 @@ LOWEST := _build/lowest-venv
 LOWEST_PYTHON ?= $(firstword $(foreach p,$(shell command -v python3.10) $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10),$(if $(shell $(p) -V 2>/dev/null),$(p))) $(PYTHON))
 
 .PHONY: setup data browser book book-quick test test-book test-units test-notebooks test-lowest student-kernel colab-constraints lab serve sync lock \
-	notebooks benchmarks check-html gpu-check clean
+	notebooks benchmarks check-html gpu-bundle gpu-check gpu-check-dry gpu-time-model clean
 .DEFAULT_GOAL := book
 
 setup: $(STAMP) $(DATA)
@@ -47,7 +47,8 @@ book: setup
 	@bash scripts/cache-guard.sh _build $${DLDNA_PROFILE:-cpu}
 	DLDNA_PROFILE=$${DLDNA_PROFILE:-cpu} DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --warningiserror --keep-going
-	@echo; echo "Execution time per page (profile $${DLDNA_PROFILE:-cpu}):"; $(BIN)/python scripts/page_times.py _build
+	@echo; echo "Execution time per page (profile $${DLDNA_PROFILE:-cpu}):"; \
+	  $(BIN)/python scripts/page_times.py _build --json _build/page-times-$${DLDNA_PROFILE:-cpu}.json
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 	@echo "Serve it with: make serve   (python -m http.server $(PORT) --directory _build/html), then open http://localhost:$(PORT)"
@@ -116,8 +117,27 @@ notebooks:
 colab-constraints:  ## constraints-colab.txt from a newer Colab freeze: make colab-constraints FREEZE=<file> SOURCE="..."
 	$(BIN)/python scripts/colab_constraints.py $(FREEZE) --source "$(SOURCE)" > $(COLAB)
 
-gpu-check: setup data  ## on a CUDA machine: quick tests, the gpu-profile book in _build/gpu, time per page
-	bash scripts/gpu-check.sh
+# The offline GPU check (issue 27). Here: `make gpu-bundle` (the wheels the GPU image lacks + Fashion-MNIST, 44 MiB).
+# On the lent GPU machine (python3 with torch, no network; carry _build/gpu-bundle): `make gpu-check [BUDGET=540]`,
+# or `python3 scripts/gpu_check.py --budget 540` where there is no make. The report goes to $OUT (or _build/gpu-check).
+GPU_BUNDLE := _build/gpu-bundle
+BUDGET ?= 540
+
+gpu-bundle: setup  ## the bundle scripts/gpu_check.py needs on the offline GPU machine
+	$(BIN)/python scripts/gpu_bundle.py --out $(GPU_BUNDLE)
+
+gpu-check:  ## on the GPU machine: every page in the gpu profile within BUDGET s, one report (JSON + table)
+	python3 scripts/gpu_check.py --budget $(BUDGET) --bundle $(GPU_BUNDLE)
+
+gpu-check-dry: setup  ## the same rehearsed here on the CPU in the quick profile (about 11 min on 2 cores)
+	$(BIN)/python scripts/gpu_check.py --dry --budget 900 --bundle $(GPU_BUNDLE) --out _build/gpu-dry
+
+# The time model's counts (every page in the quick profile with each operator and FLOP counted) and its predictions
+# (scripts/gpu_time_model.py); CPU_TIMES: {page: seconds} of a cpu-profile build (make book prints them).
+gpu-time-model: setup
+	$(BIN)/python scripts/gpu_check.py --dry --count --budget 1400 --out _build/gpu-count --work _build/gpu-count-work
+	$(BIN)/python scripts/gpu_time_model.py calibrate --counts _build/gpu-count/gpu-check.json \
+	  --quick-times _build/gpu-dry/gpu-check.json $(if $(CPU_TIMES),--cpu-times $(CPU_TIMES))
 
 lab: setup  ## JupyterLab in the venv, opened on the exercise notebooks
 	$(BIN)/pip install -q -c constraints.txt jupyterlab

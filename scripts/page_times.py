@@ -1,9 +1,12 @@
 """Print how long each page of a built book took to execute, from the book's jupyter-cache.
 
-usage: python scripts/page_times.py [BUILD_DIR]      (default _build: the cache is BUILD_DIR/.jupyter_cache)
+usage: python scripts/page_times.py [BUILD_DIR] [--json FILE]   (default _build: the cache is BUILD_DIR/.jupyter_cache)
+
+``--json FILE`` also writes ``{page: seconds}`` (page = the notebook's stem), which scripts/gpu_time_model.py reads.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +23,14 @@ def page_times(build_dir: Path) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str]) -> int:
-    rows = page_times(Path(argv[1] if len(argv) > 1 else "_build"))
+    args = list(argv[1:])
+    out = None
+    if "--json" in args:
+        i = args.index("--json")
+        out, args = Path(args[i + 1]), args[:i] + args[i + 2:]
+    rows = page_times(Path(args[0] if args else "_build"))
+    if out is not None:
+        out.write_text(json.dumps({Path(name).stem: seconds for name, seconds in rows}, indent=1) + "\n")
     for name, seconds in rows:
         print(f"{name:<32} {seconds:8.1f} s")
     print(f"{'total':<32} {sum(s for _, s in rows):8.1f} s")

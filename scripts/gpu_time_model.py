@@ -1,0 +1,228 @@
+"""A first-order model of the gpu book's time per page on one GPU, from counts made on the CPU.
+
+    python scripts/gpu_time_model.py calibrate --counts _build/gpu-count/gpu-check.json \\
+        --quick-times _build/gpu-dry/gpu-check.json --cpu-times _build/page-times-cpu.json
+
+(``make gpu-time-model CPU_TIMES=...`` runs both steps.)
+
+``--counts`` is the report of ``scripts/gpu_check.py --dry --count`` (every page in the quick profile on the CPU,
+each cell under a ``TorchDispatchMode`` that counts the aten operators it runs, i.e. the kernels it would launch on a
+GPU, and ``FlopCounterMode``'s floating-point operations). The model then says, for each page:
+
+* **work ratio** ``r``: how much more the gpu profile does than the quick one: the ratio of the page's training
+  steps (plus scan points, Hessian products, ... where they dominate) computed from ``config.SIZES`` by the page's
+  formula in :data:`WORK` below -- a first-order account of each page's main loops, not of every cell;
+* **scaling share** ``f``: not all of a page grows with its sizes (imports, data, figures, fixed-size cells).
+  Two measured CPU times of the page calibrate it: ``T = a + b W`` through the quick and the cpu profile (``make
+  book`` prints the cpu times; ``--cpu-times``) gives ``f = b W_quick / T_quick``; without them ``f = 1`` (an
+  upper bound);
+* ``N_gpu = N (1 - f + f r)`` operators and ``F_gpu = F (1 - f + f r w)`` FLOPs (``w``: the FLOPs-per-unit ratio,
+  from widths), and ``t = N_gpu t_op + F_gpu / R``: launch-bound is the regime of these small models.
+
+``t_op`` on the CPU is measured here (the median time of a cheap aten operator on a one-element tensor: the
+dispatch cost every launch also pays) and the CUDA launch latency added to it is an assumption
+(:data:`CUDA_LAUNCH_S`), as is the achieved rate ``R`` of an H200 on these small float32 products
+(:data:`H200_FLOPS`). The same formula with the CPU's measured rate predicts the quick book on this CPU, which the
+counts' own measured times check (the ``cpu_quick`` columns). Until a GPU report exists (``scripts/gpu_check.py``
+on a lent GPU), the gpu column is a prediction, and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: CUDA kernel launch latency added to each operator's host-side dispatch (assumption: 4-6 us is what PyTorch eager
+#: mode measures on current GPUs; no GPU has been lent to this project to measure it).
+CUDA_LAUNCH_S = 5e-6
+#: Achieved float32 rate of an H200 on the book's matrix products (assumption: a third of its 67 TFLOP/s float32
+#: peak; the products are small, 64-1024 rows, so they reach far less than the peak).
+H200_FLOPS = 20e12
+FASHION_TRAIN, CIFAR_TRAIN = 60000, 50000
+
+
+def _steps(n, batch, epochs=1):
+    return epochs * -(-n // batch)
+
+
+def _n(value, full):
+    return full if value is None else value
+
+
+def _quickstart(s):
+    return len(s["lrs"]) * _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"], s["epochs"]), 1.0
+
+
+def _init(s):
+    steps = _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"])
+    deep = (len(s["depths"]) * 3 + 3) * steps * s["deep_epochs"]          # three methods per depth, then BatchNorm
+    compare = 11 * len(s["seeds"]) * steps * s["compare_epochs"]          # every method (+2 variants) per seed
+    return deep + compare, (s["deep_width"] / 128) ** 2
+
+
+def _optim(s):
+    sweep = 9 * s["lr_grid"] * _steps(_n(s["sweep_train"], FASHION_TRAIN), s["batch_size"], s["sweep_epochs"])
+    compare = 9 * len(s["seeds"]) * _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"], s["epochs"])
+    large = 9 * _steps(_n(s["large_train"], CIFAR_TRAIN), s["batch_size"], s["large_epochs"])
+    return sweep + compare + large, (s["large_width"] / 0.25) ** 2
+
+
+def _landscape(s):
+    train = _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"])
+    training = 2 * train * s["epochs"] + train * s["skip_epochs"] * 2 + train * s["sharp_epochs"] * len(s["batch_sizes"])
+    scans = (s["grid"] ** 2 + s["hess_grid"] ** 2) * s["eval_limit"] / s["batch_size"]
+    hessian = (s["power_iters"] + s["trace_samples"] + s["density_iters"] * s["density_runs"]) * s["hess_limit"] / 128
+    return training + scans + hessian, (s["skip_width"] / 48) ** 2
+
+
+def _analysis(s):
+    train = _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"])
+    training = train * (3 * s["traj_epochs"] + 2 * s["deep_epochs"] + 2 * s["mc_epochs"] + s["bezier_epochs"])
+    scans = (4 * s["scan_grid"] ** 2 + s["plane_grid"] ** 2 + s["mc_points"]) * s["eval_limit"] / s["batch_size"]
+    return training + scans + s["sight_steps"] + s["toy_steps"], 1.0
+
+
+def _dynamics(s):
+    train = _steps(_n(s["train_limit"], FASHION_TRAIN), s["batch_size"])
+    runs = (len(s["monitor_lrs"]) + 1) * s["monitor_epochs"] + 3 * s["monitor_epochs"]
+    runs += len(s["peak_lrs"]) * len(s["warmups"]) * s["sched_epochs"] + 2 * s["exp_epochs"] + 6 * s["bn_epochs"]
+    lb = sum(_steps(_n(s["train_limit"], FASHION_TRAIN), b, s["lb_epochs"]) for b in s["lb_batch_sizes"])
+    eos = len(s["eos_lrs"]) * s["eos_steps"] * (1 + s["eos_power_iters"] / s["eos_every"])
+    return train * runs + lb + eos, (s["width"] / 128) ** 2
+
+
+def _stories(s):
+    grok = 2 * s["grok_steps"] + s["tf_steps"]
+    return grok, (s["tf_width"] / 64) ** 2 * s["tf_depth"]
+
+
+def _backprop(s):
+    return sum(s["mem_depths"]) * s["mem_repeats"] * 3, (s["mem_width"] / 256) ** 2 * s["mem_batch"] / 128
+
+
+def _scan_demo(s):
+    train = _steps(_n(s.get("scan_demo_train", s["train_limit"]), FASHION_TRAIN), s["batch_size"])
+    return train * s.get("scan_demo_epochs", s["epochs"]) + s["grid"] ** 2 * s["eval_limit"] / s["batch_size"], 1.0
+
+
+#: page -> (config section, formula(sizes) -> (work units, FLOPs per unit relative to the quick profile's width)).
+WORK = {
+    "00-quickstart": ("quickstart", _quickstart),
+    "01-initialization": ("init", _init),
+    "02-optimizers": ("optim", _optim),
+    "03-loss-landscapes": ("landscape", _landscape),
+    "04-landscape-analysis": ("analysis", _analysis),
+    "05-training-dynamics": ("dynamics", _dynamics),
+    "06-modern-stories": ("stories", _stories),
+    "07-backprop-memory": ("stories", _backprop),
+    "08-running-this-book": ("landscape", _scan_demo),
+    "09-exercise-solutions": (None, None),       # re-runs small pieces of the chapters at fixed sizes
+}
+
+
+def ratios(page: str, target: str = "gpu") -> tuple[float, float]:
+    """(work ratio r, FLOPs-per-unit ratio w) of ``target`` against the quick profile for ``page``."""
+    from dldna_lite import config
+
+    section, formula = WORK.get(page, (None, None))
+    if formula is None:
+        return 1.0, 1.0
+    work_q, width_q = formula(config.sizes(section, "quick"))
+    work_t, width_t = formula(config.sizes(section, target))
+    return work_t / work_q, width_t / width_q
+
+
+def measure_cpu() -> dict:
+    """This CPU's per-operator dispatch time (median of 7 x 20,000 one-element adds) and float32 matmul rate."""
+    import torch
+
+    x = torch.ones(1)
+    per_op = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(20000):
+            torch.add(x, x)
+        per_op.append((time.perf_counter() - start) / 20000)
+    a, b = torch.randn(512, 784), torch.randn(784, 256)
+    rates = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(50):
+            a @ b
+        rates.append(50 * 2 * 512 * 784 * 256 / (time.perf_counter() - start))
+    return dict(t_op_s=statistics.median(per_op), flops_per_s=statistics.median(rates),
+                threads=torch.get_num_threads())
+
+
+def scaling_share(page: str, t_quick: float | None, t_cpu: float | None) -> float:
+    """``f``: the share of the page's quick-profile time that grows with its work (see the module docstring)."""
+    r_cpu, _ = ratios(page, "cpu")
+    if not t_quick or t_cpu is None or r_cpu <= 1:
+        return 1.0
+    return min(1.0, max(0.0, (t_cpu - t_quick) / ((r_cpu - 1) * t_quick)))
+
+
+def predict(counts: dict, cpu: dict, cpu_times: dict | None = None) -> dict:
+    """Per page: the counts, the ratios and the predicted seconds on this CPU (quick) and on one H200 (gpu)."""
+    pages = {}
+    for page, row in counts.items():
+        n_ops, flops, t_quick = row["ops"], row["flops"], row.get("seconds")
+        r, w = ratios(page)
+        f = scaling_share(page, t_quick, (cpu_times or {}).get(page))
+        n_gpu, flops_gpu = n_ops * (1 - f + f * r), flops * (1 - f + f * r * w)
+        pages[page] = dict(
+            ops_quick=n_ops, flops_quick=flops, work_ratio=round(r, 3), width_ratio=round(w, 3),
+            scaling_share=round(f, 3), cpu_quick_measured_s=t_quick, cpu_measured_s=(cpu_times or {}).get(page),
+            cpu_quick_s=round(n_ops * cpu["t_op_s"] + flops / cpu["flops_per_s"], 1),
+            gpu_h200_s=round(n_gpu * (cpu["t_op_s"] + CUDA_LAUNCH_S) + flops_gpu / H200_FLOPS, 1))
+    total = sum(p["gpu_h200_s"] for p in pages.values())
+    return dict(model=__doc__.split("\n\n")[1].strip(), assumptions=dict(cuda_launch_s=CUDA_LAUNCH_S,
+                h200_flops_per_s=H200_FLOPS), cpu=cpu, pages=pages, gpu_h200_total_s=round(total, 1),
+                calibrated_on_a_gpu=False)
+
+
+def table(model: dict) -> str:
+    """The README's table: page, counts, ratios, CPU prediction against measurement, GPU prediction."""
+    lines = ["| page | aten ops (quick) | GFLOP (quick) | work ratio gpu/quick | scaling share | cpu quick: "
+             "ops+FLOPs model / measured s | H200 gpu: predicted s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for page, p in model["pages"].items():
+        measured = "-" if p["cpu_quick_measured_s"] is None else f"{p['cpu_quick_measured_s']:.0f}"
+        lines.append(f"| {page} | {p['ops_quick']:,} | {p['flops_quick'] / 1e9:.1f} | {p['work_ratio']:.0f} "
+                     f"| {p['scaling_share']:.2f} | {p['cpu_quick_s']:.0f} / {measured} | {p['gpu_h200_s']:.0f} |")
+    lines.append(f"| **total** | | | | | | **{model['gpu_h200_total_s'] / 60:.1f} min** |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cal = sub.add_parser("calibrate", help="counts of a dry --count run -> the model's predictions")
+    cal.add_argument("--counts", type=Path, required=True)
+    cal.add_argument("--quick-times", type=Path, help="report of a dry run without --count: the quick times")
+    cal.add_argument("--cpu-times", type=Path, help="JSON {page: seconds} of a cpu-profile book (make book)")
+    cal.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_time_model.json")
+    args = parser.parse_args(argv)
+    report = json.loads(args.counts.read_text())
+    quick = json.loads(args.quick_times.read_text()) if args.quick_times else report   # counting slows a page down
+    seconds = {page["page"]: page.get("measured_s") for page in quick["pages"] if page.get("status") == "passed"}
+    counts = {page["page"]: dict(ops=page["ops"], flops=page["flops"], seconds=seconds.get(page["page"]))
+              for page in report["pages"] if page.get("ops") is not None}
+    if not counts:
+        raise SystemExit(f"{args.counts} holds no op counts: run scripts/gpu_check.py --dry --count first")
+    cpu_times = json.loads(args.cpu_times.read_text()) if args.cpu_times else None
+    model = predict(counts, measure_cpu(), cpu_times)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(table(model))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
