@@ -135,11 +135,9 @@ def top_eigenvalues(model: nn.Module, data, *, loss_fn: Callable = F.cross_entro
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if not (isinstance(max_iter, numbers.Integral) and max_iter >= 1 and isinstance(tol, numbers.Real)
-            and 0 < tol < math.inf):
-        raise ValueError(f"max_iter must be an int >= 1 and tol a finite number > 0, got {max_iter!r}, {tol!r}")
+    k, max_iter = positive_int("k", k), positive_int("max_iter", max_iter)     # bools refused: k=True is not 1
+    if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool) and 0 < tol < math.inf):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     if init is not None and len(init) != k:
         raise ValueError(f"init must hold k={k} starting vectors, got {len(init)}")
     k, max_iter, tol = int(k), int(max_iter), float(tol)
