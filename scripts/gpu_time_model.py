@@ -203,16 +203,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     cal = sub.add_parser("calibrate", help="counts of a dry --count run -> the model's predictions")
-    cal.add_argument("--counts", type=Path, required=True)
+    cal.add_argument("--counts", type=Path, nargs="+", required=True, help="reports of --count runs (merged)")
     cal.add_argument("--quick-times", type=Path, help="report of a dry run without --count: the quick times")
     cal.add_argument("--cpu-times", type=Path, help="JSON {page: seconds} of a cpu-profile book (make book)")
     cal.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_time_model.json")
     args = parser.parse_args(argv)
-    report = json.loads(args.counts.read_text())
-    quick = json.loads(args.quick_times.read_text()) if args.quick_times else report   # counting slows a page down
-    seconds = {page["page"]: page.get("measured_s") for page in quick["pages"] if page.get("status") == "passed"}
+    counted = [page for path in args.counts for page in json.loads(path.read_text())["pages"]]
+    quick = json.loads(args.quick_times.read_text())["pages"] if args.quick_times else counted   # counting is slow
+    seconds = {page["page"]: page.get("measured_s") for page in quick if page.get("status") == "passed"}
     counts = {page["page"]: dict(ops=page["ops"], flops=page["flops"], seconds=seconds.get(page["page"]))
-              for page in report["pages"] if page.get("ops") is not None}
+              for page in counted if page.get("ops") is not None and page.get("status") == "passed"}
     if not counts:
         raise SystemExit(f"{args.counts} holds no op counts: run scripts/gpu_check.py --dry --count first")
     cpu_times = json.loads(args.cpu_times.read_text()) if args.cpu_times else None

@@ -1,0 +1,41 @@
+"""scripts/gpu_time_model.py: the work ratios, the calibration of the scaling share and the prediction's arithmetic."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import gpu_time_model as tm  # noqa: E402
+
+
+def test_every_page_has_a_formula_and_the_quick_profile_is_its_own_unit():
+    pages = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
+    assert sorted(tm.WORK) == pages
+    for page in pages:
+        assert tm.ratios(page, "quick") == (1.0, 1.0)
+        r_cpu, _ = tm.ratios(page, "cpu")
+        r_gpu, _ = tm.ratios(page, "gpu")
+        assert r_gpu >= r_cpu >= 1.0, page      # the profiles only grow
+
+
+def test_scaling_share_recovers_a_linear_cost(monkeypatch):
+    """T = a + b W through the quick and cpu times: f = b W_quick / T_quick, clamped to [0, 1]."""
+    monkeypatch.setattr(tm, "ratios", lambda page, target="gpu": (5.0, 1.0) if target == "cpu" else (50.0, 1.0))
+    a, b_w = 6.0, 4.0                          # quick: T = 10 of which 4 scale; cpu: T = 6 + 4 * 5 = 26
+    assert tm.scaling_share("p", a + b_w, a + 5 * b_w) == pytest.approx(0.4)
+    assert tm.scaling_share("p", 10.0, 5.0) == 0.0          # faster at cpu sizes: nothing scales (clamped)
+    assert tm.scaling_share("p", 10.0, None) == 1.0         # no cpu time: the upper bound
+
+
+def test_prediction_scales_the_scaling_part_only(monkeypatch):
+    monkeypatch.setattr(tm, "ratios", lambda page, target="gpu": (5.0, 1.0) if target == "cpu" else (50.0, 2.0))
+    cpu = dict(t_op_s=1e-6, flops_per_s=1e10, threads=2)
+    model = tm.predict({"p": dict(ops=1000, flops=1e9, seconds=10.0)}, cpu, {"p": 26.0})
+    page = model["pages"]["p"]
+    f = 0.4
+    ops_gpu, flops_gpu = 1000 * (1 - f + f * 50), 1e9 * (1 - f + f * 50 * 2)
+    assert page["scaling_share"] == pytest.approx(f)
+    assert page["gpu_h200_s"] == pytest.approx(ops_gpu * (1e-6 + tm.CUDA_LAUNCH_S) + flops_gpu / tm.H200_FLOPS,
+                                               abs=0.05)
+    assert model["calibrated_on_a_gpu"] is False and "p" in tm.table(model)
