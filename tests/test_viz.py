@@ -82,6 +82,9 @@ CALLS = {
                                                            {"kaiming_normal": _history()}, title="t", smooth=3),
     "plot_interpolations": lambda: viz.plot_interpolations(
         {label: {"train": _slice(), "test": _slice()} for label in ("init", "epoch 1")}, end="epoch 3"),
+    "plot_split_slices": lambda: viz.plot_split_slices(
+        {split: {(name, state): _slice() for name in ("no dropout", "dropout 0.2") for state in ("init", "final")}
+         for split in ("test", "train")}),
     "plot_rescaling_slices": lambda: viz.plot_rescaling_slices(
         ALPHAS, {(norm, label): _slice() for norm in ("none", "filter") for label in ("original", "rescaled")}),
     "plot_planes": lambda: viz.plot_planes({"no dropout": _scan(), "dropout 0.2": _scan()}),
@@ -137,6 +140,16 @@ def test_plot_draws_on_axes(name):
         axes = _axes(CALLS[name]())
         assert axes and all(isinstance(ax, matplotlib.axes.Axes) for ax in axes)
         assert any(ax.has_data() or ax.images for ax in axes), f"{name} drew nothing"
+    finally:
+        plt.close("all")
+
+
+def test_eigenvector_plane_draws_a_pair_into_given_axes():
+    fig = plt.figure()
+    try:
+        axes = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d")
+        assert viz.plot_eigenvector_plane(_scan(), pair=(3, 4), axes=axes) is fig and len(fig.axes) == 2
+        assert "3, 4" in axes[0].get_title() and axes[0].get_xlabel() == r"$\lambda_{3}$-direction step"
     finally:
         plt.close("all")
 

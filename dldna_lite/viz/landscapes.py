@@ -205,14 +205,21 @@ def plot_planes(planes: dict):
     return fig
 
 
-def plot_eigenvector_plane(scan: dict):
-    """The plane of the top two Hessian eigenvectors (chapter 03), a ``scan_2d`` dict: linear contours next to the
-    3D surface. Returns the figure."""
-    fig = plt.figure(figsize=(7.5, 3.2), constrained_layout=True)
-    plot_landscape_contour(scan, ax=fig.add_subplot(1, 2, 1), log=False, title="top-2 eigenvector plane",
-                           xlabel=r"$\lambda_1$-direction step", ylabel=r"$\lambda_2$-direction step")
-    plot_landscape_3d(scan, ax=fig.add_subplot(1, 2, 2, projection="3d"), title="surface")
-    return fig
+def plot_eigenvector_plane(scan: dict, pair=(1, 2), axes=None):
+    """The plane of two Hessian eigenvectors (chapter 03), a ``scan_2d`` dict: linear contours next to the 3D
+    surface. ``pair`` numbers the eigenvectors, for the titles and axis labels (``(3, 4)``: the third and fourth);
+    ``axes`` (a 2D axis and a 3D one) draws into a figure of the caller's, e.g. one column per pair, instead of a
+    new figure. Returns the figure."""
+    i, j = pair
+    if axes is None:
+        fig = plt.figure(figsize=(7.5, 3.2), constrained_layout=True)
+        axes = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d")
+    flat, surface = axes
+    plot_landscape_contour(scan, ax=flat, log=False, title=f"eigenvectors {i}, {j}: contours",
+                           xlabel=rf"$\lambda_{{{i}}}$-direction step",
+                           ylabel=rf"$\lambda_{{{j}}}$-direction step")
+    plot_landscape_3d(scan, ax=surface, title=f"eigenvectors {i}, {j}: surface")
+    return flat.figure
 
 
 def plot_curvature_history(epochs, series: dict, axes=None):
