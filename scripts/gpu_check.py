@@ -557,8 +557,9 @@ def skipped_page(notebook: Path) -> dict:
 
 
 def predictions(dry: bool, model: Path = TIME_MODEL) -> dict[str, float]:
-    """Predicted seconds per page from the time model (``gpu_h200_s``, or ``cpu_quick_s`` for --dry); {} without."""
-    key = "cpu_quick_s" if dry else "gpu_h200_s"
+    """Predicted seconds per page from the time model (``gpu_h200_s``; for --dry the quick time it was calibrated
+    on, ``cpu_quick_measured_s``); {} without."""
+    key = "cpu_quick_measured_s" if dry else "gpu_h200_s"
     try:
         pages = json.loads(model.read_text())["pages"]
         return {name: float(entry[key]) for name, entry in pages.items() if entry.get(key) is not None}

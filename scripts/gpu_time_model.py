@@ -16,8 +16,10 @@ GPU, and ``FlopCounterMode``'s floating-point operations). The model then says, 
   Two measured CPU times of the page calibrate it: ``T = a + b W`` through the quick and the cpu profile (``make
   book`` prints the cpu times; ``--cpu-times``) gives ``f = b W_quick / T_quick``; without them ``f = 1`` (an
   upper bound);
-* ``N_gpu = N (1 - f + f r)`` operators and ``F_gpu = F (1 - f + f r w)`` FLOPs (``w``: the FLOPs-per-unit ratio,
-  from widths), and ``t = N_gpu t_op + F_gpu / R``: launch-bound is the regime of these small models.
+* the gpu time ``t = (1 - f) T_quick + f r (N t_op + F w / R)``: the part that does not scale (imports, data,
+  figures, Python between the operators) costs on the GPU machine's host what it cost here; the part that scales
+  is priced by its operators (``N``, at ``t_op`` each: launch-bound is the regime of these small models) and its
+  FLOPs (``F``, ``w`` the FLOPs-per-unit ratio from widths, at ``R`` FLOP/s).
 
 ``t_op`` on the CPU is measured here (the median time of a cheap aten operator on a one-element tensor: the
 dispatch cost every launch also pays) and the CUDA launch latency added to it is an assumption
@@ -169,18 +171,22 @@ def scaling_share(page: str, t_quick: float | None, t_cpu: float | None) -> floa
 
 
 def predict(counts: dict, cpu: dict, cpu_times: dict | None = None) -> dict:
-    """Per page: the counts, the ratios and the predicted seconds on this CPU (quick) and on one H200 (gpu)."""
+    """Per page: the counts, the ratios, the scaling share and the predicted seconds on one H200 (gpu profile).
+
+    ``scaling_cpu_measured_s`` (``f T_quick``) against ``scaling_cpu_model_s`` (``f (N t_op + F / R_cpu)``, this
+    CPU's measured rates) says how much of the scaling part the operator and FLOP counts explain here."""
     pages = {}
+    launch = cpu["t_op_s"] + CUDA_LAUNCH_S
     for page, row in counts.items():
-        n_ops, flops, t_quick = row["ops"], row["flops"], row.get("seconds")
+        n_ops, flops, t_quick = row["ops"], row["flops"], row.get("seconds") or 0.0
         r, w = ratios(page)
         f = scaling_share(page, t_quick, (cpu_times or {}).get(page))
-        n_gpu, flops_gpu = n_ops * (1 - f + f * r), flops * (1 - f + f * r * w)
         pages[page] = dict(
             ops_quick=n_ops, flops_quick=flops, work_ratio=round(r, 3), width_ratio=round(w, 3),
             scaling_share=round(f, 3), cpu_quick_measured_s=t_quick, cpu_measured_s=(cpu_times or {}).get(page),
-            cpu_quick_s=round(n_ops * cpu["t_op_s"] + flops / cpu["flops_per_s"], 1),
-            gpu_h200_s=round(n_gpu * (cpu["t_op_s"] + CUDA_LAUNCH_S) + flops_gpu / H200_FLOPS, 1))
+            scaling_cpu_measured_s=round(f * t_quick, 1),
+            scaling_cpu_model_s=round(f * (n_ops * cpu["t_op_s"] + flops / cpu["flops_per_s"]), 1),
+            gpu_h200_s=round((1 - f) * t_quick + f * r * (n_ops * launch + flops * w / H200_FLOPS), 1))
     total = sum(p["gpu_h200_s"] for p in pages.values())
     return dict(model=__doc__.split("\n\n")[1].strip(), assumptions=dict(cuda_launch_s=CUDA_LAUNCH_S,
                 h200_flops_per_s=H200_FLOPS), cpu=cpu, pages=pages, gpu_h200_total_s=round(total, 1),
@@ -189,12 +195,13 @@ def predict(counts: dict, cpu: dict, cpu_times: dict | None = None) -> dict:
 
 def table(model: dict) -> str:
     """The README's table: page, counts, ratios, CPU prediction against measurement, GPU prediction."""
-    lines = ["| page | aten ops (quick) | GFLOP (quick) | work ratio gpu/quick | scaling share | cpu quick: "
-             "ops+FLOPs model / measured s | H200 gpu: predicted s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| page | aten ops (quick) | GFLOP (quick) | work ratio gpu/quick | scaling share f | scaling part "
+             "on this CPU: measured / ops+FLOPs model s | H200 gpu: predicted s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for page, p in model["pages"].items():
-        measured = "-" if p["cpu_quick_measured_s"] is None else f"{p['cpu_quick_measured_s']:.0f}"
         lines.append(f"| {page} | {p['ops_quick']:,} | {p['flops_quick'] / 1e9:.1f} | {p['work_ratio']:.0f} "
-                     f"| {p['scaling_share']:.2f} | {p['cpu_quick_s']:.0f} / {measured} | {p['gpu_h200_s']:.0f} |")
+                     f"| {p['scaling_share']:.2f} | {p['scaling_cpu_measured_s']:.0f} / {p['scaling_cpu_model_s']:.0f} "
+                     f"| {p['gpu_h200_s']:.0f} |")
     lines.append(f"| **total** | | | | | | **{model['gpu_h200_total_s'] / 60:.1f} min** |")
     return "\n".join(lines)
 

@@ -150,7 +150,7 @@ def test_toc_order_and_predictions(tmp_path):
     assert [p.stem for p in pages][:2] == ["00-quickstart", "01-initialization"]
     assert [p.stem for p in pages][-2:] == ["09-exercise-solutions", "08-running-this-book"]   # _toc.yml's order
     model = tmp_path / "model.json"
-    model.write_text(json.dumps({"pages": {"00-quickstart": {"gpu_h200_s": 12.5, "cpu_quick_s": 30}}}))
+    model.write_text(json.dumps({"pages": {"00-quickstart": {"gpu_h200_s": 12.5, "cpu_quick_measured_s": 30}}}))
     assert gpu_check.predictions(False, model) == {"00-quickstart": 12.5}
     assert gpu_check.predictions(True, model) == {"00-quickstart": 30.0}
     assert gpu_check.predictions(False, tmp_path / "missing.json") == {}

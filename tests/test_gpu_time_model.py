@@ -33,9 +33,9 @@ def test_prediction_scales_the_scaling_part_only(monkeypatch):
     cpu = dict(t_op_s=1e-6, flops_per_s=1e10, threads=2)
     model = tm.predict({"p": dict(ops=1000, flops=1e9, seconds=10.0)}, cpu, {"p": 26.0})
     page = model["pages"]["p"]
-    f = 0.4
-    ops_gpu, flops_gpu = 1000 * (1 - f + f * 50), 1e9 * (1 - f + f * 50 * 2)
+    f, launch = 0.4, 1e-6 + tm.CUDA_LAUNCH_S
     assert page["scaling_share"] == pytest.approx(f)
-    assert page["gpu_h200_s"] == pytest.approx(ops_gpu * (1e-6 + tm.CUDA_LAUNCH_S) + flops_gpu / tm.H200_FLOPS,
-                                               abs=0.05)
+    expected = (1 - f) * 10.0 + f * 50 * (1000 * launch + 1e9 * 2 / tm.H200_FLOPS)
+    assert page["gpu_h200_s"] == pytest.approx(expected, abs=0.05)
+    assert page["scaling_cpu_measured_s"] == pytest.approx(4.0)
     assert model["calibrated_on_a_gpu"] is False and "p" in tm.table(model)
