@@ -117,10 +117,10 @@ def claim(holds: bool, sentence: str, **measured) -> None:
     as one JSON line (``scripts/gpu_check.py`` counts the claims of a page this way), before a false claim raises.
     """
     shown = {k: claim_number_text(v) for k, v in measured.items()}
-    log = os.environ.get("DLDNA_CLAIMS_LOG")
-    if in_book_build() or log:
+    log, book = os.environ.get("DLDNA_CLAIMS_LOG"), in_book_build()
+    if book or log:
         record = claim_record(holds, sentence, shown, _caller_test(), _current_cell())
-        if in_book_build():
+        if book:
             _glue_claim(record)
         if log:
             _log_claim(log, record)

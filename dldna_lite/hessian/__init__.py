@@ -140,7 +140,7 @@ def top_eigenvalues(model: nn.Module, data, *, loss_fn: Callable = F.cross_entro
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     if init is not None and len(init) != k:
         raise ValueError(f"init must hold k={k} starting vectors, got {len(init)}")
-    k, max_iter, tol = int(k), int(max_iter), float(tol)
+    tol = float(tol)
     with HessianOperator(model, data, loss_fn=loss_fn) as H:
         if k > H.size:
             raise ValueError(f"k={k} exceeds the number of parameters {H.size}")
