@@ -10,10 +10,12 @@ PORT ?= 8000
 QUICK := _build/quick
 QUICK_HTML := $(QUICK)/_build/html
 STUDENT := _build/student-venv
-# torch's OpenMP threads sleep instead of spinning while they wait: on a loaded machine (CI, a laptop doing other
-# work) spinning threads of several processes starve each other (a quick-profile epoch took 41 s instead of 1.9 s
-# with other work on both cores). The numbers do not change; only who waits how.
-export OMP_WAIT_POLICY ?= PASSIVE
+# Under the tests, torch's OpenMP threads sleep instead of spinning while they wait: on a loaded machine (CI, a laptop
+# doing other work) spinning threads of several processes starve each other (a quick-profile epoch took 41 s instead
+# of 1.9 s with other work on both cores). The numbers do not change; only who waits how. Not for `make book`: on an
+# idle machine sleeping threads made a cpu-profile epoch 1.6-2x slower (2.6-3.2 s against 1.3-2.1 s, 2 threads), and
+# the cpu book took 31 min instead of about 15. A busy machine can still ask for it: OMP_WAIT_POLICY=PASSIVE make book.
+test test-book test-units test-notebooks test-lowest notebooks gpu-check-dry gpu-time-model: export OMP_WAIT_POLICY ?= PASSIVE
 COLAB := constraints-colab.txt
 LOWEST := _build/lowest-venv
 # The oldest Python that pyproject.toml allows, for make test-lowest (pyenv's, where `python3.10` is only a shim)

@@ -446,7 +446,8 @@ def child_env(dry: bool, bundle: Path, site: Path | None, work: Path) -> dict[st
     env = dict(os.environ)
     env.update(DLDNA_PROFILE="quick" if dry else "gpu", DLDNA_STATIC_WIDGETS="1", DLDNA_PROGRESS="0",
                MPLBACKEND="Agg", PYTHONUNBUFFERED="1", IPYTHONDIR=str(work / "ipython"))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if dry:   # the CPU rehearsal shares its cores with other work; the GPU machine is lent whole (spinning is faster)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     paths = [str(site)] if site else []
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     if (bundle / "data").is_dir():
