@@ -15,13 +15,13 @@ STUDENT := _build/student-venv
 # of 1.9 s with other work on both cores). The numbers do not change; only who waits how. Not for `make book`: on an
 # idle machine sleeping threads made a cpu-profile epoch 1.6-2x slower (2.6-3.2 s against 1.3-2.1 s, 2 threads), and
 # the cpu book took 31 min instead of about 15. A busy machine can still ask for it: OMP_WAIT_POLICY=PASSIVE make book.
-test test-book test-units test-notebooks test-lowest notebooks gpu-check-dry gpu-time-model: export OMP_WAIT_POLICY ?= PASSIVE
+test test-book test-built test-units test-notebooks test-lowest notebooks gpu-check-dry gpu-time-model: export OMP_WAIT_POLICY ?= PASSIVE
 COLAB := constraints-colab.txt
 LOWEST := _build/lowest-venv
 # The oldest Python that pyproject.toml allows, for make test-lowest (pyenv's, where `python3.10` is only a shim)
 LOWEST_PYTHON ?= $(firstword $(foreach p,$(shell command -v python3.10) $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10),$(if $(shell $(p) -V 2>/dev/null),$(p))) $(PYTHON))
 
-.PHONY: setup data browser book book-quick test test-book test-units test-notebooks test-lowest student-kernel colab-constraints lab serve sync lock \
+.PHONY: setup data browser book book-quick test test-book test-built test-units test-notebooks test-lowest student-kernel colab-constraints lab serve sync lock \
 	notebooks benchmarks check-html gpu-bundle gpu-check gpu-check-dry gpu-time-model clean
 .DEFAULT_GOAL := book
 
@@ -69,19 +69,17 @@ student-kernel:
 # make test, in three phases that keep both cores busy (phase 2: each process at one thread, OMP/MKL_NUM_THREADS=1,
 # 1. set-up: .venv (local wheels), the student kernel at Colab's versions (downloads) and chromium, side by side;
 # 2. side by side: the quick book executed in the student kernel (each page from its own install cell, at Colab's
-#    versions) and the unit tests that do not need the built book (pytest -m "not built_book");
-# 3. the tests of the built book (browser, claims ledger, citations), the exercise notebooks under nbval in the same
-#    kernel (after the book: its first install cell installs the package there), and the check that the install
-#    cells changed no version Colab ships.
+#    versions), followed by the tests of the built book (browser, claims ledger, citations), and the unit tests that
+#    do not need the built book (pytest -m "not built_book");
+# 3. the exercise notebooks under nbval in the same kernel (after the book: its first install cell installs the
+#    package there), and the check that the install cells changed no version Colab ships.
 # `make -j1 test` is not needed: the phases run one after the other whatever -j says.
 # (OMP_NUM_THREADS=2 make test runs it at two threads per process instead)
 PHASE := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(MAKE) --no-print-directory \
   --output-sync=target
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup browser student-kernel
-	@$(PHASE) -j2 test-book test-units
-	DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_HTML_DIR=$(QUICK_HTML) DLDNA_REQUIRE_BROWSER=1 \
-	  $(BIN)/python -m pytest -m built_book
+	@$(PHASE) -j2 test-built test-units
 	$(MAKE) --no-print-directory notebooks KERNEL_VENV=$(STUDENT) NOTEBOOKS=exercises
 	$(BIN)/python scripts/student_kernel.py verify $(STUDENT) --constraints $(COLAB)
 
@@ -91,6 +89,10 @@ test-book:  ## (phase 2 of make test) the quick book, executed in the student ke
 	  DLDNA_BOOK_KERNEL=dldna-student JUPYTER_PATH=$(CURDIR)/$(STUDENT)/share/jupyter \
 	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going && \
 	  echo "test-book: the quick book in $$(( $$(date +%s) - start )) s"
+
+test-built: test-book  ## (phase 2 of make test, after the quick book) the tests of the built pages
+	@start=$$(date +%s); DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_HTML_DIR=$(QUICK_HTML) DLDNA_REQUIRE_BROWSER=1 \
+	  $(BIN)/python -m pytest -m built_book && echo "test-built: pytest -m built_book in $$(( $$(date +%s) - start )) s"
 
 test-units:  ## (phase 2 of make test) the unit tests that do not read the built book
 	@start=$$(date +%s); DLDNA_PROFILE=quick DLDNA_PROGRESS=0 DLDNA_STUDENT_PYTHON=$(CURDIR)/$(STUDENT)/bin/python \

@@ -3,7 +3,12 @@
     python scripts/gpu_time_model.py calibrate --counts _build/gpu-count/gpu-check.json \\
         --quick-times _build/gpu-dry/gpu-check.json --cpu-times _build/page-times-cpu.json
 
-(``make gpu-time-model CPU_TIMES=...`` runs both steps.)
+(``make gpu-time-model CPU_TIMES=...`` runs both steps.) Counting takes about 20 minutes; once the counts are stored,
+
+    python scripts/gpu_time_model.py predict [--cpu-times _build/page-times-cpu.json]
+
+prices the current ``config.SIZES`` again from the stored counts (``benchmarks/gpu_time_model.json``), with newer cpu
+times if given: what a change of the gpu sizes does to the prediction, in a second.
 
 ``--counts`` is the report of ``scripts/gpu_check.py --dry --count`` (every page in the quick profile on the CPU,
 each cell under a ``TorchDispatchMode`` that counts the aten operators it runs, i.e. the kernels it would launch on a
@@ -206,6 +211,26 @@ def table(model: dict) -> str:
     return "\n".join(lines)
 
 
+def repredict(stored: Path, cpu_times_path: Path | None, out: Path | None) -> int:
+    """``predict``: the counts, quick times and CPU rates of a stored model, priced at today's sizes."""
+    model = json.loads(stored.read_text())
+    counts = {page: dict(ops=p["ops_quick"], flops=p["flops_quick"], seconds=p["cpu_quick_measured_s"])
+              for page, p in model["pages"].items()}
+    cpu_times = (json.loads(cpu_times_path.read_text()) if cpu_times_path else
+                 {page: p["cpu_measured_s"] for page, p in model["pages"].items() if p.get("cpu_measured_s")})
+    new = predict(counts, model["cpu"], cpu_times)
+    if out:
+        _write(out, new)
+    print(table(new))
+    return 0
+
+
+def _write(path: Path, model: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,7 +239,13 @@ def main(argv=None) -> int:
     cal.add_argument("--quick-times", type=Path, help="report of a dry run without --count: the quick times")
     cal.add_argument("--cpu-times", type=Path, help="JSON {page: seconds} of a cpu-profile book (make book)")
     cal.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_time_model.json")
+    pre = sub.add_parser("predict", help="the stored counts priced again at the current config.SIZES")
+    pre.add_argument("--model", type=Path, default=ROOT / "benchmarks" / "gpu_time_model.json")
+    pre.add_argument("--cpu-times", type=Path, help="JSON {page: seconds} of a newer cpu-profile book")
+    pre.add_argument("--out", type=Path, help="where to write the new model (default: print only)")
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        return repredict(args.model, args.cpu_times, args.out)
     counted = [page for path in args.counts for page in json.loads(path.read_text())["pages"]]
     quick = json.loads(args.quick_times.read_text())["pages"] if args.quick_times else counted   # counting is slow
     seconds = {page["page"]: page.get("measured_s") for page in quick if page.get("status") == "passed"}
@@ -224,9 +255,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.counts} holds no op counts: run scripts/gpu_check.py --dry --count first")
     cpu_times = json.loads(args.cpu_times.read_text()) if args.cpu_times else None
     model = predict(counts, measure_cpu(), cpu_times)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(model, indent=1) + "\n")
-    tmp.replace(args.out)
+    _write(args.out, model)
     print(table(model))
     return 0
 

@@ -39,3 +39,21 @@ def test_prediction_scales_the_scaling_part_only(monkeypatch):
     assert page["gpu_h200_s"] == pytest.approx(expected, abs=0.05)
     assert page["scaling_cpu_measured_s"] == pytest.approx(4.0)
     assert model["calibrated_on_a_gpu"] is False and "p" in tm.table(model)
+
+
+def test_predict_reprices_the_stored_counts_at_the_current_sizes(tmp_path, monkeypatch, capsys):
+    """`predict` rebuilds the model from a stored one: same counts, same quick times and CPU rates, new ratios."""
+    cpu = dict(t_op_s=1e-6, flops_per_s=1e10, threads=2)
+    monkeypatch.setattr(tm, "ratios", lambda page, target="gpu": (5.0, 1.0) if target == "cpu" else (50.0, 1.0))
+    stored = tm.predict({"p": dict(ops=1000, flops=1e9, seconds=10.0)}, cpu, {"p": 26.0})
+    path = tmp_path / "model.json"
+    tm._write(path, stored)
+    monkeypatch.setattr(tm, "ratios", lambda page, target="gpu": (5.0, 1.0) if target == "cpu" else (25.0, 1.0))
+    out = tmp_path / "new.json"
+    assert tm.main(["predict", "--model", str(path), "--out", str(out)]) == 0
+    new = tm.json.loads(out.read_text())
+    assert new["pages"]["p"]["scaling_share"] == pytest.approx(0.4)          # the stored cpu time was kept
+    fixed = 0.6 * 10.0
+    assert new["pages"]["p"]["gpu_h200_s"] - fixed == pytest.approx((stored["pages"]["p"]["gpu_h200_s"] - fixed) / 2,
+                                                                     abs=0.1)
+    assert "**total**" in capsys.readouterr().out
