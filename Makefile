@@ -27,11 +27,20 @@ LOWEST_PYTHON ?= $(firstword $(foreach p,$(shell command -v python3.10) $(wildca
 
 setup: $(STAMP) $(DATA)
 
+# uv does the set-up's installs (scripts/fast_install.py: the same packages and versions as pip, from the same
+# indexes, several times faster). pip puts it in _build/uv; where that fails (no network), pip does the installs.
+UV_VERSION := 0.13.9
+UV := _build/uv/bin/uv
+export DLDNA_UV := $(CURDIR)/$(UV)
+$(UV):
+	@$(PYTHON) -m pip install -q --target _build/uv "uv==$(UV_VERSION)" >/dev/null 2>&1 || \
+	  echo "uv $(UV_VERSION) could not be installed: the set-up installs with pip (slower)"
+
 # The package with its runtime dependencies (what a notebook's install cell brings) plus the book's build tools and the
 # test tools (pyproject.toml's extras), at the exact versions of constraints.txt.
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP): constraints.txt pyproject.toml | $(UV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[book,test]" -c constraints.txt
+	$(PYTHON) scripts/fast_install.py $(BIN)/python -- -q -e ".[book,test]" -c constraints.txt
 	touch $(STAMP)
 
 $(DATA): | $(STAMP)
@@ -63,7 +72,7 @@ book-quick: setup  ## the whole book in the quick profile, in its own folder wit
 # The student kernel: a fresh venv with Colab's versions (constraints-colab.txt) of everything that installing this
 # repository touches, but not dldna-lite itself (scripts/student_kernel.py).
 # scripts/student_kernel.py needs only the standard library: it runs beside the set-up of .venv (make test: -j).
-student-kernel:
+student-kernel: | $(UV)
 	$(PYTHON) scripts/student_kernel.py build $(STUDENT) --python $(PYTHON) --constraints $(COLAB)
 
 # make test, in three phases that keep both cores busy (phase 2: each process at one thread, OMP/MKL_NUM_THREADS=1,
@@ -106,7 +115,7 @@ test-notebooks: student-kernel data
 
 # The same at the lowest versions pyproject.toml allows, on its oldest Python (not part of make test: about 10 min
 # and a 3 GB download of torch 2.5; run it whenever pyproject.toml changes and quote the result in the README).
-test-lowest: setup data
+test-lowest: setup data | $(UV)
 	$(BIN)/python scripts/lowest_constraints.py > _build/constraints-lowest.txt
 	$(BIN)/python scripts/student_kernel.py build $(LOWEST) --python $(LOWEST_PYTHON) --constraints _build/constraints-lowest.txt
 	$(MAKE) --no-print-directory notebooks KERNEL_VENV=$(LOWEST) NOTEBOOKS="book exercises"

@@ -104,7 +104,7 @@ SIZES: dict[str, dict[str, dict]] = {
     },
     "stories": {
         "quick": dict(grok_p=71, grok_fraction=0.5, grok_lr=5e-3, grok_wd=2.0, grok_steps=800, grok_seed=0,
-                      tf_p=47, tf_fraction=0.5, tf_lr=3e-3, tf_wd=1.0, tf_width=64, tf_depth=1, tf_steps=3000,
+                      tf_p=47, tf_fraction=0.5, tf_lr=1e-2, tf_wd=1.0, tf_width=64, tf_depth=1, tf_steps=3000,
                       dd_train=200, dd_test=2000, dd_max_features=2000, dd_noise=0.2, mem_depths=(4, 8, 16, 32),
                       mem_width=256, mem_batch=128, mem_repeats=2, vg_depth=30, vg_width=128, vg_batch=256),
         "cpu": dict(grok_p=97, grok_fraction=0.3, grok_lr=3e-3, grok_wd=1.0, grok_steps=8000, grok_seed=0,

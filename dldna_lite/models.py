@@ -290,5 +290,28 @@ class ResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.stem(x.flatten(1)))
         for block in self.blocks:
-            h = torch.relu(h + block(h)) if self.skip else torch.relu(block(h))
+            h = _block_step(block, h, self.skip)
         return self.head(h)
+
+    def as_sequential(self) -> nn.Sequential:
+        """The same network as an ``nn.Sequential`` of its own modules (the parameters are shared, not copied), whose
+        first parametrised layer is the stem: the scan engine's first-layer fast path reads it
+        (:mod:`dldna_lite.landscape.engine`). Built on demand, so ``state_dict`` keeps its own names."""
+        steps = [_BlockStep(block, self.skip) for block in self.blocks]
+        return nn.Sequential(nn.Flatten(), self.stem, nn.ReLU(), *steps, self.head)
+
+
+def _block_step(block: nn.Module, h: torch.Tensor, skip: bool) -> torch.Tensor:
+    """One block of :class:`ResidualMLP`: ReLU(h + block(h)) with the skip, ReLU(block(h)) without."""
+    return torch.relu(h + block(h)) if skip else torch.relu(block(h))
+
+
+class _BlockStep(nn.Module):
+    """:func:`_block_step` as a module, for :meth:`ResidualMLP.as_sequential`."""
+
+    def __init__(self, block: nn.Module, skip: bool):
+        super().__init__()
+        self.block, self.skip = block, skip
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return _block_step(self.block, h, self.skip)

@@ -211,10 +211,12 @@ def table(model: dict) -> str:
     return "\n".join(lines)
 
 
-def repredict(stored: Path, cpu_times_path: Path | None, out: Path | None) -> int:
-    """``predict``: the counts, quick times and CPU rates of a stored model, priced at today's sizes."""
+def repredict(stored: Path, cpu_times_path: Path | None, out: Path | None, quick_times_path: Path | None = None) -> int:
+    """``predict``: the counts, quick times and CPU rates of a stored model, priced at today's sizes (with newer
+    quick and cpu page times where given)."""
     model = json.loads(stored.read_text())
-    counts = {page: dict(ops=p["ops_quick"], flops=p["flops_quick"], seconds=p["cpu_quick_measured_s"])
+    quick = json.loads(quick_times_path.read_text()) if quick_times_path else {}
+    counts = {page: dict(ops=p["ops_quick"], flops=p["flops_quick"], seconds=quick.get(page, p["cpu_quick_measured_s"]))
               for page, p in model["pages"].items()}
     cpu_times = (json.loads(cpu_times_path.read_text()) if cpu_times_path else
                  {page: p["cpu_measured_s"] for page, p in model["pages"].items() if p.get("cpu_measured_s")})
@@ -242,10 +244,12 @@ def main(argv=None) -> int:
     pre = sub.add_parser("predict", help="the stored counts priced again at the current config.SIZES")
     pre.add_argument("--model", type=Path, default=ROOT / "benchmarks" / "gpu_time_model.json")
     pre.add_argument("--cpu-times", type=Path, help="JSON {page: seconds} of a newer cpu-profile book")
+    pre.add_argument("--quick-times", type=Path, help="JSON {page: seconds} of the quick profile measured the same way "
+                     "as --cpu-times (same machine, threads and load)")
     pre.add_argument("--out", type=Path, help="where to write the new model (default: print only)")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        return repredict(args.model, args.cpu_times, args.out)
+        return repredict(args.model, args.cpu_times, args.out, args.quick_times)
     counted = [page for path in args.counts for page in json.loads(path.read_text())["pages"]]
     quick = json.loads(args.quick_times.read_text())["pages"] if args.quick_times else counted   # counting is slow
     seconds = {page["page"]: page.get("measured_s") for page in quick if page.get("status") == "passed"}

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fast_install  # noqa: E402
 from colab_constraints import canonical, local_pins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,8 @@ def build(venv: Path, python: str, constraints: Path) -> None:
     resolved = {canonical(item["metadata"]["name"]): item["metadata"]["version"]
                 for item in json.loads(report.read_text())["install"]}
     image = sorted(f"{name}=={version}" for name, version in resolved.items() if name in pins)
-    _pip(venv, "install", "-q", "-c", str(constraints), *image)
+    if fast_install.install(str(venv / "bin" / "python"), ["-q", "-c", str(constraints), *image]):
+        raise SystemExit(f"student kernel: installing the {len(image)} packages of {constraints.name} failed")
     installed = _freeze(venv)
     (venv / FREEZE).write_text("".join(f"{n}=={v}\n" for n, v in sorted(installed.items())))
     subprocess.run([str(venv / "bin" / "python"), "-m", "ipykernel", "install", "--prefix", str(venv),

@@ -44,3 +44,37 @@ def test_bad_arguments_raise_value_error(kwargs):
 def test_sizes_are_keyword_only():
     with pytest.raises(TypeError):
         models.ResidualMLP(8, 2)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_sequential_view_is_the_same_function_on_the_same_parameters(skip):
+    torch.manual_seed(0)
+    net = models.ResidualMLP(width=8, depth=3, skip=skip, in_features=20, num_classes=4)
+    view = net.as_sequential()
+    X = torch.randn(16, 1, 4, 5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(view(X), net(X))
+    assert {id(p) for p in view.parameters()} == {id(p) for p in net.parameters()}     # shared, not copied
+    assert list(net.state_dict()) == list(models.ResidualMLP(width=8, depth=3, in_features=20, num_classes=4)
+                                          .state_dict())                             # no new names
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_scan_of_a_residual_mlp_takes_the_first_layer_path_and_agrees_with_the_plain_one(skip):
+    """The scan engine reads the view: the stem comes from the three precomputed products (fast path), the blocks run
+    under vmap; the losses agree with the engine's path without the fast path to float32 rounding."""
+    from dldna_lite import landscape
+
+    torch.manual_seed(0)
+    net = models.ResidualMLP(width=16, depth=3, skip=skip, in_features=20, num_classes=4)
+    gen = torch.Generator().manual_seed(2)
+    data = (torch.randn(200, 20, generator=gen), torch.randint(0, 4, (200,), generator=gen))
+    plane = landscape.random_plane(net, generator=torch.Generator().manual_seed(3))
+    d1, d2 = (landscape.unflatten(net, d) for d in plane)
+    ev = landscape.point_evaluator(net, data, [d1, d2])
+    assert ev.path == "first-layer+vmap"
+    grid = torch.cartesian_prod(torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 5)).numpy()
+    loss, acc = ev.batch(grid)
+    ref_loss, ref_acc = landscape.point_evaluator(net, data, [d1, d2], fast=False).batch(grid)
+    assert landscape.point_evaluator(net, data, [d1, d2], fast=False).path == "vmap"
+    assert abs(loss - ref_loss).max() < 1e-5 * max(1.0, abs(ref_loss).max())
+    assert abs(acc - ref_acc).max() <= 1 / 200         # a tie at the decision boundary may flip one image

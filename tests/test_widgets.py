@@ -55,3 +55,24 @@ def test_frames_are_palette_pngs_and_the_stated_size_is_the_real_one():
     assert all(Image.open(io.BytesIO(base64.b64decode(f))).mode == "P" for f in frames)
     stated = int(re.search(r"2 precomputed frames, (\d+) kB", html).group(1))
     assert abs(stated - len(html.encode()) / 1024) < 1      # the widget's whole weight on the page, within 1 kB
+
+
+@pytest.mark.parametrize("figsize", [(4.2, 3.3), (2.999, 3.0001), (7.5, 3.05)])
+def test_frame_has_the_pixels_of_matplotlibs_png(figsize):
+    """A static frame is read from the raw canvas, not from matplotlib's PNG: same size, same pixels after the
+    palette (fractional pixel sizes included, which both truncate)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.contourf(np.random.default_rng(0).random((20, 20)), cmap="viridis")
+    ax.set_title("a title")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=widgets.DPI)
+    reference = Image.open(png).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).convert("RGB")
+    frame = Image.open(io.BytesIO(base64.b64decode(widgets._figure_png(fig)))).convert("RGB")
+    assert frame.size == reference.size
+    assert np.array_equal(np.asarray(frame), np.asarray(reference))

@@ -12,7 +12,8 @@ along directions from :mod:`dldna_lite.landscape.directions`, or the segment bet
 Speed: one working copy of the model for a whole scan (never one per grid point). The parameters of a batch of
 ``G`` grid points are formed with vectorised ops as stacked tensors ``[G, ...]`` and the network runs once for all
 of them with ``torch.func.vmap`` over ``functional_call`` (batches sized to stay in cache). When the network is a
-``Sequential`` whose first parametrised layer is a ``Linear`` (the book's MLPs), that layer is linear in the
+``Sequential`` whose first parametrised layer is a ``Linear`` (the book's MLPs, and ``ResidualMLP`` through its
+``as_sequential`` view), that layer is linear in the
 offset, so
 
 .. math:: X (W + \\alpha D_1 + \\beta D_2)^\\top = XW^\\top + \\alpha\\, XD_1^\\top + \\beta\\, XD_2^\\top
@@ -58,13 +59,16 @@ def _loss_acc(out: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> tuple[fl
 
 
 def _sequential(model: nn.Module) -> nn.Sequential | None:
-    """``model`` as a Sequential when its forward is just one (``nn.Sequential`` or ``SimpleNetwork``)."""
+    """``model`` as a Sequential when its forward is just one (``nn.Sequential``, ``SimpleNetwork``, or
+    ``ResidualMLP.as_sequential()``, a view that shares its parameters)."""
     if type(model).forward is nn.Sequential.forward and isinstance(model, nn.Sequential):
         return model
-    from ..models import SimpleNetwork
+    from ..models import ResidualMLP, SimpleNetwork
 
     if type(model) is SimpleNetwork:
         return model.layers
+    if type(model) is ResidualMLP:
+        return model.as_sequential()
     return None
 
 
