@@ -7,9 +7,10 @@
 ``scripts/colab_constraints.py``, or the lowest declared versions made by ``scripts/lowest_constraints.py``) and that
 installing this repository would touch: pip resolves the repository plus a Jupyter kernel (ipykernel, IPython,
 ipywidgets, ...) against the constraints in a dry run, and every resolved package the constraints pin is installed at
-that version -- dldna-lite itself and whatever the image does not ship are left to the notebooks' install cells. The
-venv is registered as the Jupyter kernel ``dldna-student`` under ``VENV/share/jupyter`` (point Jupyter at it with
-``JUPYTER_PATH``) and its ``pip freeze`` is kept in ``VENV/image-freeze.txt``.
+that version (by uv when make provides it, ``scripts/fast_install.py``; the resolution stays pip's, which is what
+a student's install cell runs) -- dldna-lite itself and whatever the image does not ship are left to the notebooks'
+install cells. The venv is registered as the Jupyter kernel ``dldna-student`` under ``VENV/share/jupyter`` (point
+Jupyter at it with ``JUPYTER_PATH``) and its ``pip freeze`` is kept in ``VENV/image-freeze.txt``.
 
 ``verify`` runs after the notebooks: dldna-lite must have been installed into VENV by an install cell, and the
 install must have changed no version the image had and added nothing at a version other than the image's pin. It
