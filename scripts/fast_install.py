@@ -24,8 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def uv_binary() -> str | None:
     """``$DLDNA_UV`` when it is an executable file, else ``uv`` on ``PATH``, else None."""
