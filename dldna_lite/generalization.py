@@ -6,7 +6,7 @@ r"""Generalisation against the classical story, as experiments that run on a CPU
   accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of memorisation and of the jump
   off the history.
 * **Double descent** (Belkin et al. 2019). :func:`random_features` and :func:`min_norm_fit` (minimum-norm least
-  squares in float64); :func:`double_descent_curve` sweeps the number of features through the interpolation
+  squares in float64; :func:`ridge_fit` for the regularised fit); :func:`double_descent_curve` sweeps the number of features through the interpolation
   threshold (#features = #training samples), and :func:`describe_curve` reads its peak off.
 
 Devices: both experiments build what they train, so they take ``device=`` (default: the CPU). Everything random
@@ -246,6 +246,26 @@ def min_norm_fit(Phi: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.pinv(Phi) @ Y
 
 
+def ridge_fit(Phi: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor:
+    r"""Ridge regression :math:`B = (\Phi^\top \Phi + \lambda I)^{-1} \Phi^\top Y` (``[K, C]``), float64.
+
+    Solved in whichever of the two equivalent forms is smaller: the primal ``[K, K]`` system for ``K <= N``, the dual
+    :math:`B = \Phi^\top (\Phi \Phi^\top + \lambda I)^{-1} Y` (an ``[N, N]`` system) above. ``lam = 0`` is
+    :func:`min_norm_fit`, its limit as :math:`\lambda \to 0`.
+    """
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
+        raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+    if lam == 0:
+        return min_norm_fit(Phi, Y)
+    Phi, Y = Phi.double(), Y.double()
+    n, k = Phi.shape
+    if k <= n:
+        eye = torch.eye(k, dtype=Phi.dtype, device=Phi.device)
+        return torch.linalg.solve(Phi.T @ Phi + lam * eye, Phi.T @ Y)
+    eye = torch.eye(n, dtype=Phi.dtype, device=Phi.device)
+    return Phi.T @ torch.linalg.solve(Phi @ Phi.T + lam * eye, Y)
+
+
 def noisy_labels(y: torch.Tensor, fraction: float, num_classes: int = 10, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
     """A copy of ``y`` where a random ``fraction`` of the entries is replaced by a *different* random class."""
@@ -260,15 +280,18 @@ def noisy_labels(y: torch.Tensor, fraction: float, num_classes: int = 10, genera
 
 def double_descent_curve(train_data, test_data, feature_counts: Sequence[int], *, label_noise: float = 0.0,
                          num_classes: int = 10, generator: torch.Generator | None = None,
-                         device: torch.device | str | None = None) -> dict:
+                         device: torch.device | str | None = None, ridge: float = 0.0) -> dict:
     """Train/test error and test MSE of :func:`min_norm_fit` on the first ``k`` of ``max(feature_counts)`` random
-    features, for each ``k`` (nested models: one draw of ``W`` from ``generator``).
+    features, for each ``k`` (nested models: one draw of ``W`` from ``generator``); with ``ridge`` > 0, of
+    :func:`ridge_fit` with that :math:`\\lambda` instead.
 
     ``train_data``/``test_data``: ``(X [N, d], y [N])``. With ``label_noise`` a fraction of the *training* labels is
     flipped (:func:`noisy_labels`, drawn first). The label noise and the features are drawn on the CPU; the fits run on
     ``device`` (default: the CPU). Returns numpy arrays ``features, train_error, test_error, test_mse,
     weight_norm`` plus ``n_train`` (the interpolation threshold) and ``time`` (s).
     """
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+        raise ValueError(f"ridge must be a number >= 0 (0: the minimum-norm fit), got {ridge!r}")
     start = time.perf_counter()
     (X_tr, y_tr), (X_te, y_te) = train_data, test_data
     if label_noise:
@@ -281,7 +304,7 @@ def double_descent_curve(train_data, test_data, feature_counts: Sequence[int], *
     Y_tr, Y_te = F.one_hot(y_tr, num_classes).double(), F.one_hot(y_te, num_classes).double()
     rows = []
     for k in ks:
-        B = min_norm_fit(P_tr[:, :k], Y_tr)
+        B = ridge_fit(P_tr[:, :k], Y_tr, ridge)
         out_tr, out_te = P_tr[:, :k] @ B, P_te[:, :k] @ B
         rows.append((k, out_tr.argmax(1).ne(y_tr).double().mean().item(),
                      out_te.argmax(1).ne(y_te).double().mean().item(),

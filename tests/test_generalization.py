@@ -80,6 +80,37 @@ def test_min_norm_fit_is_the_pseudoinverse_solution(k):
         assert other.norm() > B.norm()
 
 
+@pytest.mark.parametrize("k", [7, 20, 45])
+def test_ridge_fit_solves_the_regularised_normal_equations(k):
+    """Primal (K <= N) or dual (K > N), the ridge solution satisfies (Phi^T Phi + lam I) B = Phi^T Y; lam = 0 is the
+    minimum-norm fit, and a tiny lam approaches it above the threshold (where the dual form is used)."""
+    gen = torch.Generator().manual_seed(k)
+    Phi = torch.relu(torch.randn(20, k, generator=gen, dtype=torch.float64))
+    Y = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    for lam in (1e-3, 1.0, 30.0):
+        B = gz.ridge_fit(Phi, Y, lam)
+        torch.testing.assert_close((Phi.T @ Phi + lam * torch.eye(k, dtype=Phi.dtype)) @ B, Phi.T @ Y,
+                                   rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(gz.ridge_fit(Phi, Y, 0.0), gz.min_norm_fit(Phi, Y))
+    if k > 20:
+        torch.testing.assert_close(gz.ridge_fit(Phi, Y, 1e-10), gz.min_norm_fit(Phi, Y), rtol=1e-5, atol=1e-6)
+    assert gz.ridge_fit(Phi, Y, 30.0).norm() < gz.ridge_fit(Phi, Y, 1.0).norm() < gz.min_norm_fit(Phi, Y).norm()
+    for bad in (-1.0, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="lam must be"):
+            gz.ridge_fit(Phi, Y, bad)
+
+
+def test_ridge_shrinks_the_double_descent_peak(fmnist_small):
+    (X_tr, y_tr), (X_te, y_te) = fmnist_small
+    n, grid = 150, gz.feature_grid(150, 1500)
+    curves = {lam: gz.double_descent_curve((X_tr[:n], y_tr[:n]), (X_te, y_te), grid, ridge=lam,
+                                           generator=torch.Generator().manual_seed(0)) for lam in (0.0, 1.0)}
+    at_n = {lam: c["test_error"][c["features"] == n][0] for lam, c in curves.items()}
+    assert at_n[1.0] < 0.6 * at_n[0.0]
+    with pytest.raises(ValueError, match="ridge must be"):
+        gz.double_descent_curve((X_tr[:n], y_tr[:n]), (X_te, y_te), grid, ridge=-1.0)
+
+
 def test_noisy_labels_flips_to_other_classes():
     y = torch.arange(10).repeat(100)
     z = gz.noisy_labels(y, 0.3, generator=torch.Generator().manual_seed(0))
