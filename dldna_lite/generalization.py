@@ -6,8 +6,9 @@ r"""Generalisation against the classical story, as experiments that run on a CPU
   accuracy; :func:`first_step_reaching` and :func:`grokking_steps` read the steps of memorisation and of the jump
   off the history.
 * **Double descent** (Belkin et al. 2019). :func:`random_features` and :func:`min_norm_fit` (minimum-norm least
-  squares in float64; :func:`ridge_fit` for the regularised fit); :func:`double_descent_curve` sweeps the number of features through the interpolation
-  threshold (#features = #training samples), and :func:`describe_curve` reads its peak off.
+  squares in float64; :func:`ridge_fit` for the regularised fit); :func:`double_descent_curve` sweeps the number
+  of features through the interpolation threshold (#features = #training samples), and :func:`describe_curve`
+  reads its peak off.
 
 Devices: both experiments build what they train, so they take ``device=`` (default: the CPU). Everything random
 (the split, the initial weights, the label noise, the random features) is drawn on the CPU and then moved, so a seed
@@ -16,6 +17,7 @@ gives the same experiment on every device.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Sequence
 
@@ -246,6 +248,13 @@ def min_norm_fit(Phi: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.pinv(Phi) @ Y
 
 
+def _nonnegative(name: str, value, note: str = "") -> float:
+    """``float(value)``, or a ``ValueError`` naming ``name`` unless it is a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0{note}, got {value!r}")
+    return float(value)
+
+
 def ridge_fit(Phi: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor:
     r"""Ridge regression :math:`B = (\Phi^\top \Phi + \lambda I)^{-1} \Phi^\top Y` (``[K, C]``), float64.
 
@@ -253,8 +262,7 @@ def ridge_fit(Phi: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor:
     :math:`B = \Phi^\top (\Phi \Phi^\top + \lambda I)^{-1} Y` (an ``[N, N]`` system) above. ``lam = 0`` is
     :func:`min_norm_fit`, its limit as :math:`\lambda \to 0`.
     """
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
-        raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+    lam = _nonnegative("lam", lam)
     if lam == 0:
         return min_norm_fit(Phi, Y)
     Phi, Y = Phi.double(), Y.double()
@@ -290,8 +298,7 @@ def double_descent_curve(train_data, test_data, feature_counts: Sequence[int], *
     ``device`` (default: the CPU). Returns numpy arrays ``features, train_error, test_error, test_mse,
     weight_norm`` plus ``n_train`` (the interpolation threshold) and ``time`` (s).
     """
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
-        raise ValueError(f"ridge must be a number >= 0 (0: the minimum-norm fit), got {ridge!r}")
+    ridge = _nonnegative("ridge", ridge, " (0: the minimum-norm fit)")
     start = time.perf_counter()
     (X_tr, y_tr), (X_te, y_te) = train_data, test_data
     if label_noise:

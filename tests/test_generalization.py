@@ -95,7 +95,7 @@ def test_ridge_fit_solves_the_regularised_normal_equations(k):
     if k > 20:
         torch.testing.assert_close(gz.ridge_fit(Phi, Y, 1e-10), gz.min_norm_fit(Phi, Y), rtol=1e-5, atol=1e-6)
     assert gz.ridge_fit(Phi, Y, 30.0).norm() < gz.ridge_fit(Phi, Y, 1.0).norm() < gz.min_norm_fit(Phi, Y).norm()
-    for bad in (-1.0, float("nan"), "1", True):
+    for bad in (-1.0, float("nan"), float("inf"), "1", True):
         with pytest.raises(ValueError, match="lam must be"):
             gz.ridge_fit(Phi, Y, bad)
 
