@@ -47,7 +47,7 @@ def test_uv_installs_when_it_is_there(monkeypatch):
     calls = _record(monkeypatch, uv_exit=0)
     monkeypatch.setattr(fast_install, "uv_binary", lambda: "/bin/uv")
     assert fast_install.install("/v/bin/python", ["-q", "numpy==2.1.3"]) == 0
-    assert calls == [["/bin/uv", "pip", "install", "--python", "/v/bin/python", "--index-strategy",
+    assert calls == [["/bin/uv", "pip", "install", "--python", "/v/bin/python", "--compile-bytecode", "--index-strategy",
                       "unsafe-best-match", "-q", "numpy==2.1.3"]]
 
 
@@ -55,11 +55,11 @@ def test_pip_installs_when_uv_fails_or_is_missing(monkeypatch):
     calls = _record(monkeypatch, uv_exit=2)
     monkeypatch.setattr(fast_install, "uv_binary", lambda: "/bin/uv")
     assert fast_install.install("/v/bin/python", ["-q", "numpy==2.1.3"]) == 0
-    assert calls[-1] == ["/v/bin/python", "-m", "pip", "install", "-q", "numpy==2.1.3"] and len(calls) == 2
+    assert calls[-1] == ["/v/bin/python", "-m", "pip", "install", "--compile", "-q", "numpy==2.1.3"] and len(calls) == 2
     calls.clear()
     monkeypatch.setattr(fast_install, "uv_binary", lambda: None)
     fast_install.install("/v/bin/python", ["-q", "x"])
-    assert calls == [["/v/bin/python", "-m", "pip", "install", "-q", "x"]]
+    assert calls == [["/v/bin/python", "-m", "pip", "install", "--compile", "-q", "x"]]
 
 
 def test_uv_binary_comes_from_the_environment_only_when_it_is_executable(tmp_path, monkeypatch):
@@ -70,3 +70,19 @@ def test_uv_binary_comes_from_the_environment_only_when_it_is_executable(tmp_pat
     exe.chmod(0o755)
     monkeypatch.setenv("DLDNA_UV", str(exe))
     assert fast_install.uv_binary() == str(exe)
+
+
+def test_the_set_up_left_the_heavy_modules_compiled():
+    """Without bytecode (uv's default) and with $PYTHONDONTWRITEBYTECODE, every kernel compiles torch from source."""
+    import importlib.util
+
+    import matplotlib
+    import torch
+    import torch._dynamo
+
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        import pytest
+        pytest.skip("not running in the set-up's .venv")
+    for module in (torch, torch._dynamo, matplotlib):
+        cached = Path(importlib.util.cache_from_source(module.__file__))
+        assert cached.is_file(), f"{cached} is missing: the set-up did not compile bytecode (uv --compile-bytecode)"
