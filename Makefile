@@ -68,6 +68,8 @@ book-quick: setup  ## the whole book in the quick profile, in its own folder wit
 	@bash scripts/cache-guard.sh $(QUICK)/_build quick
 	DLDNA_PROFILE=quick DLDNA_STATIC_WIDGETS=1 DLDNA_PROGRESS=0 \
 	  $(BIN)/jupyter-book build . --path-output $(QUICK) --warningiserror --keep-going
+	@echo; echo "Execution time per page (profile quick):"; \
+	  $(BIN)/python scripts/page_times.py $(QUICK)/_build --json $(QUICK)/page-times-quick.json
 
 # The student kernel: a fresh venv with Colab's versions (constraints-colab.txt) of everything that installing this
 # repository touches, but not dldna-lite itself (scripts/student_kernel.py).
@@ -146,11 +148,13 @@ gpu-check-dry: setup  ## the same rehearsed here on the CPU in the quick profile
 	$(BIN)/python scripts/gpu_check.py --dry --budget 900 --bundle $(GPU_BUNDLE) --out _build/gpu-dry
 
 # The time model's counts (every page in the quick profile with each operator and FLOP counted) and its predictions
-# (scripts/gpu_time_model.py); CPU_TIMES: {page: seconds} of a cpu-profile build (make book prints them).
-gpu-time-model: setup
+# (scripts/gpu_time_model.py); the quick times come from make book-quick, measured as make book measures the cpu
+# times; CPU_TIMES: {page: seconds} of a cpu-profile build (make book writes _build/page-times-cpu.json).
+# Run it on an idle machine: the model measures this CPU's speed too.
+gpu-time-model: book-quick
 	$(BIN)/python scripts/gpu_check.py --dry --count --budget 1400 --out _build/gpu-count --work _build/gpu-count-work
 	$(BIN)/python scripts/gpu_time_model.py calibrate --counts _build/gpu-count/gpu-check.json \
-	  --quick-times _build/gpu-dry/gpu-check.json $(if $(CPU_TIMES),--cpu-times $(CPU_TIMES))
+	  --quick-times $(QUICK)/page-times-quick.json $(if $(CPU_TIMES),--cpu-times $(CPU_TIMES))
 
 lab: setup  ## JupyterLab in the venv, opened on the exercise notebooks
 	$(BIN)/pip install -q -c constraints.txt jupyterlab

@@ -280,6 +280,10 @@ def run_page_child(notebook: Path, result_path: Path, dry: bool, count: bool = F
     """Run the code cells of ``notebook`` in this process, writing the result JSON after every cell (with
     ``count``: each cell's operators and FLOPs, :class:`OpCount`)."""
     sys.path[0] = str(Path.cwd())   # as in a kernel: the notebook's folder, not scripts/
+    if count and hasattr(os, "sched_setaffinity"):
+        # Work in spawned processes escapes this process's counters: on one core, the code that would fan out
+        # (the parallel grokking runs of dl.generalization, say) runs here, one run after the other, as on a GPU.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     result = {"notebook": str(notebook), "cells": [], "error": None, "finished": False, "cuda": False,
               "optimizer_steps": None, "sync_warnings": None}
     try:

@@ -230,10 +230,12 @@ def test_bundle_over_64_mib_with_the_tree_is_refused(tmp_path, monkeypatch, caps
 def test_count_mode_counts_operators_and_the_flops_of_a_known_product(tmp_path):
     """--count: a [64, 32] @ [32, 16] product is 2 * 64 * 32 * 16 FLOPs; ten adds are ten more operators."""
     page = write_notebook(tmp_path / "ops.ipynb", "import torch\na, b = torch.ones(64, 32), torch.ones(32, 16)",
-                          "c = a @ b", "for _ in range(10):\n    c = c + 1")
+                          "c = a @ b", "for _ in range(10):\n    c = c + 1",
+                          "from dldna_lite import config\nassert config.available_cores() == 1")
     done, report = run_check(tmp_path, [page], "--count", "--min-start", "1")
     entry = report["pages"][0]
     assert done.returncode == 0 and report["count"] is True
+    assert entry["status"] == "passed"      # on one core: nothing runs in uncounted worker processes
     assert entry["flops"] == 2 * 64 * 32 * 16
     cells = {c["index"]: c for c in entry["cells"]}
     assert cells[3]["ops"] - cells[2]["ops"] == 9 and cells[3]["flops"] == 0   # the product is one op, adds ten

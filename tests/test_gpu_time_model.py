@@ -57,3 +57,39 @@ def test_predict_reprices_the_stored_counts_at_the_current_sizes(tmp_path, monke
     assert new["pages"]["p"]["gpu_h200_s"] - fixed == pytest.approx((stored["pages"]["p"]["gpu_h200_s"] - fixed) / 2,
                                                                      abs=0.1)
     assert "**total**" in capsys.readouterr().out
+
+
+def test_best_is_the_fastest_repeat_per_call(monkeypatch):
+    """A busy machine slows some repeats; the model keeps the idle speed (the fastest), not a median."""
+    clock = iter([0.0, 10.0, 10.0, 12.0, 12.0, 21.0])       # three repeats of 2 calls: 10 s, 2 s, 9 s
+    monkeypatch.setattr(tm.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert tm._best(lambda: calls.append(1), repeats=3, inner=2) == pytest.approx(1.0)
+    assert len(calls) == 6
+
+
+def test_measure_cpu_prices_an_operator_of_a_real_training_step():
+    """t_op is a training step's time over the operators it dispatches: more than a bare one-element add costs."""
+    cpu = tm.measure_cpu()
+    assert cpu["ops_per_step"] >= 40          # forward, loss, backward and Adam of a 3-layer MLP
+    assert cpu["t_op_s"] > cpu["t_add_s"] > 0
+    assert cpu["flops_per_s"] > 0 and cpu["threads"] >= 1
+
+
+def test_calibrate_takes_the_quick_times_of_make_book_quick(tmp_path, monkeypatch):
+    """--quick-times reads {page: seconds} (scripts/page_times.py, make book-quick) or a dry run's report."""
+    monkeypatch.setattr(tm, "ratios", lambda page, target="gpu": (5.0, 1.0) if target == "cpu" else (50.0, 1.0))
+    monkeypatch.setattr(tm, "measure_cpu", lambda: dict(t_op_s=1e-6, flops_per_s=1e10, threads=2))
+    counts = tmp_path / "counts.json"
+    counts.write_text(tm.json.dumps({"pages": [dict(page="p", status="passed", ops=1000, flops=1e9,
+                                                    measured_s=99.0)]}))
+    cpu_times = tmp_path / "cpu.json"
+    cpu_times.write_text(tm.json.dumps({"p": 26.0}))
+    dry = dict(pages=[dict(page="p", status="passed", measured_s=10.0)])
+    for quick in ({"p": 10.0}, dry):
+        (tmp_path / "quick.json").write_text(tm.json.dumps(quick))
+        out = tmp_path / "model.json"
+        assert tm.main(["calibrate", "--counts", str(counts), "--quick-times", str(tmp_path / "quick.json"),
+                        "--cpu-times", str(cpu_times), "--out", str(out)]) == 0
+        page = tm.json.loads(out.read_text())["pages"]["p"]
+        assert page["cpu_quick_measured_s"] == 10.0 and page["scaling_share"] == pytest.approx(0.4)
