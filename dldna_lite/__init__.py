@@ -22,10 +22,10 @@ How every function is called (model first, then ``data = (X, y)``, options keywo
 from . import config, data, models, notebook, train, viz, widgets
 from .config import device, device_of, profile, seed_everything, sizes
 from .data import batches, load_fashion_mnist
-from .notebook import claim, glue, show_source
+from .notebook import claim, glue, plural, show_source
 from .train import History, evaluate, train as fit
 
 __all__ = ["config", "data", "models", "notebook", "train", "viz", "widgets", "device", "device_of", "profile",
-           "seed_everything", "sizes", "batches", "load_fashion_mnist", "glue", "show_source", "claim", "History",
-           "evaluate", "fit"]
+           "seed_everything", "sizes", "batches", "load_fashion_mnist", "glue", "plural", "show_source", "claim",
+           "History", "evaluate", "fit"]
 __version__ = "0.1.0"

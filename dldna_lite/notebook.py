@@ -37,6 +37,12 @@ def in_book_build() -> bool:
     return env_flag("DLDNA_STATIC_WIDGETS", default=False)
 
 
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun`` as prose computed from a size: ``plural(1, "epoch")`` is "1 epoch", ``plural(2500,
+    "step")`` is "2,500 steps" (English nouns that take an "s")."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def glue_text(value) -> str:
     """How a glued value reads in a student's notebook: floats with 4 significant digits, Markdown as its text."""
     if isinstance(value, bool) or isinstance(value, numbers.Integral):

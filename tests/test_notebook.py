@@ -131,3 +131,12 @@ def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
     notebook.glue("b", torch.tensor(3))
     notebook.glue("c", np.arange(3))
     assert type(seen["a"]) is float and type(seen["b"]) is int and isinstance(seen["c"], np.ndarray)
+
+
+def test_plural_reads_one_and_many():
+    from dldna_lite import plural
+
+    assert plural(1, "epoch") == "1 epoch"
+    assert plural(2, "epoch") == "2 epochs"
+    assert plural(0, "step") == "0 steps"
+    assert plural(2500, "step") == "2,500 steps"
