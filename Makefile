@@ -144,7 +144,7 @@ gpu-bundle: setup  ## the bundle scripts/gpu_check.py needs on the offline GPU m
 gpu-check:  ## on the GPU machine: every page in the gpu profile within BUDGET s, one report (JSON + table)
 	python3 scripts/gpu_check.py --budget $(BUDGET) --bundle $(GPU_BUNDLE)
 
-gpu-check-dry: setup  ## the same rehearsed here on the CPU in the quick profile (about 11 min on 2 cores)
+gpu-check-dry: setup  ## the same rehearsed here on the CPU in the quick profile (about 6 min on 2 cores)
 	$(BIN)/python scripts/gpu_check.py --dry --budget 900 --bundle $(GPU_BUNDLE) --out _build/gpu-dry
 
 # The time model's counts (every page in the quick profile with each operator and FLOP counted) and its predictions
